@@ -193,14 +193,52 @@ def read_volume(path: str | os.PathLike[str]) -> Volume:
     if path.is_dir():
         return read_dicom_series(path)
     sitk = _sitk()
+    unreadable = (
+        f"{path}: could not be read as a CT image. The file may be truncated, still being "
+        "copied, or in a format other than NIfTI, NRRD, MHA or DICOM"
+    )
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
-        raise InputError(
-            f"{path}: could not be read as a CT image ({_first_line(error)}). The file may be "
-            "truncated, still being copied, or in a format other than NIfTI, NRRD, MHA or DICOM."
-        ) from None
+        raise InputError(f"{unreadable} (reader: {_first_line(error)}).") from None
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        problem = _nifti_incomplete(path)
+        if problem:
+            raise InputError(f"{unreadable} ({problem}).")
     return volume_from_sitk(image, name=path.name)
+
+
+def _nifti_incomplete(path: Path) -> str:
+    """Why a NIfTI file holds fewer voxel bytes than its header promises, or "".
+
+    ITK reads truncated NIfTI files without complaint (the missing voxels come
+    back as zeros), so the size is checked here: against the file size for .nii,
+    against the gzip trailer (uncompressed size modulo 2**32) for .nii.gz.
+    """
+    import gzip
+    import struct
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as stream:
+            header = stream.read(352)
+    except (OSError, EOFError) as error:
+        return f"damaged compression: {error}"
+    if len(header) < 348:
+        return "the header is incomplete"
+    endian = "<" if struct.unpack("<i", header[:4])[0] == 348 else ">"
+    dims = struct.unpack(endian + "8h", header[40:56])
+    bitpix = struct.unpack(endian + "h", header[72:74])[0]
+    vox_offset = int(struct.unpack(endian + "f", header[108:112])[0])
+    n_voxels = int(np.prod([max(1, d) for d in dims[1 : 1 + max(0, min(dims[0], 7))]]))
+    expected = vox_offset + n_voxels * max(1, bitpix // 8)
+    if opener is open:
+        actual = path.stat().st_size
+        return "" if actual >= expected else f"{actual} of {expected} bytes present"
+    with open(path, "rb") as raw:
+        raw.seek(-4, os.SEEK_END)
+        trailer = struct.unpack("<I", raw.read(4))[0]
+    return "" if trailer == expected % 2**32 else "the compressed data ends early"
 
 
 def dicom_series(folder: Path) -> list[tuple[str, list[str]]]:
@@ -248,6 +286,16 @@ def read_dicom_series(folder: str | os.PathLike[str]) -> Volume:
 
 
 def _first_line(error: Exception) -> str:
+    """The informative part of an ITK error: its innermost line, without source paths.
+
+    ITK appends the operating system's last error ("Reason: ..."), which is often
+    stale and misleading, so it is dropped.
+    """
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    # ITK's messages start with file/line noise; the last line says what went wrong.
-    return lines[-1] if lines else type(error).__name__
+    lines = [line for line in lines if not line.startswith("Reason:")]
+    if not lines:
+        return type(error).__name__
+    last = lines[-1]
+    if "ITK ERROR:" in last:
+        last = last.split("):", 1)[-1].strip()
+    return last

@@ -1,0 +1,363 @@
+"""The network family: PaddlePaddle models that turn MIPs into per-row level logits.
+
+Two architectures share one interface (``row_logits``):
+
+``"rownet"`` (the default family)
+    A 2-D convolutional encoder over the stacked views ``[B, C, H, W]``; at every
+    encoder level the feature map is reduced over the image width (columns) by
+    max AND mean pooling, giving 1-D features along rows; a 1-D U-Net decoder
+    (up-sampling along rows, skip connections from those reduced features)
+    returns ``n_outputs`` logits per input row: ``[B, n_outputs, H]``. One
+    output channel per vertebral level (``LEVELS``), so the network has to
+    count vertebrae, and channel ``"L3"`` is the answer.
+
+``"unet2d"``
+    The seed's 2-D U-Net (64 base channels, 4 poolings, batch norm, transposed
+    convolutions, 1-channel 2-D output map; about 31 M parameters), kept for
+    reproduction and benchmarks. Its row logits are the maximum of the 2-D map
+    over the width; ``forward`` returns the 2-D map ``[B, n_outputs, H, W]``.
+
+Images of any size work: height and width are padded (zeros, i.e. black after
+windowing) to a multiple of the down-sampling factor and the output is cropped
+back, so output row ``r`` is input row ``r``.
+
+PaddlePaddle is imported only when a model is built, so this module imports
+without it; ``import_paddle`` raises ``DependencyError`` with install advice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from .errors import DependencyError, ModelError
+
+log = logging.getLogger(__name__)
+
+#: The vertebral levels a multi-level model predicts, superior -> inferior.
+LEVELS = ("T12", "L1", "L2", "L3", "L4", "L5", "S1")
+
+#: How to install PaddlePaddle (shown to users when it is missing).
+PADDLE_INSTALL_HINT = (
+    'Install it with: python -m pip install "paddlepaddle>=3" (CPU). For an NVIDIA GPU use '
+    "the CUDA build from PaddlePaddle's own package index (not PyPI), e.g. python -m pip "
+    'install "paddlepaddle-gpu>=3" -i https://www.paddlepaddle.org.cn/packages/stable/cu126/ . '
+    "In 3D Slicer run the same command in the Python console with slicer.util.pip_install."
+)
+
+
+def import_paddle() -> Any:
+    """Import and return the ``paddle`` module, or raise ``DependencyError`` saying how
+    to install it."""
+    try:
+        import paddle  # noqa: PLC0415
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise DependencyError(
+            f"PaddlePaddle is not installed (or failed to import: {error}). {PADDLE_INSTALL_HINT}"
+        ) from error
+    return paddle
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of one network; recorded in each model's metadata JSON.
+
+    Attributes:
+        arch: ``"rownet"`` (2-D encoder, width pooling, 1-D decoder) or ``"unet2d"``.
+        in_channels: input channels (2 = frontal and sagittal stacked; 1 = one view;
+            the seed feeds 3 copies of one view).
+        base_width: channels of the first encoder level; doubled per level up to
+            ``max_width``.
+        depth: number of 2x down-samplings; images are padded to a multiple of
+            ``2**depth`` rows and columns.
+        norm: ``"batch"``, ``"group"`` (8 groups or fewer) or ``"none"``.
+        n_outputs: output channels (one per level in ``LEVELS`` by default).
+        max_width: channel cap for deep levels (rownet; unet2d ignores it when 0).
+        decoder_width: channels of the 1-D decoder (rownet; 0 = same as the encoder).
+        context_dilations: dilations of the 1-D context block at the deepest level
+            (rownet), which widens the receptive field along rows for counting.
+        version: bump when the meaning of a field changes.
+    """
+
+    arch: str = "rownet"
+    in_channels: int = 2
+    base_width: int = 16
+    depth: int = 5
+    norm: str = "batch"
+    n_outputs: int = len(LEVELS)
+    max_width: int = 96
+    decoder_width: int = 48
+    context_dilations: tuple[int, ...] = (1, 2, 4)
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        if self.arch not in ("rownet", "unet2d"):
+            raise ModelError(f"Unknown architecture {self.arch!r}; expected 'rownet' or 'unet2d'.")
+        if self.norm not in ("batch", "group", "none"):
+            raise ModelError(f"Unknown norm {self.norm!r}; expected 'batch', 'group' or 'none'.")
+        if self.in_channels < 1 or self.base_width < 1 or self.depth < 0 or self.n_outputs < 1:
+            raise ModelError(f"Invalid model configuration: {self}")
+        object.__setattr__(self, "context_dilations", tuple(int(d) for d in self.context_dilations))
+
+    @property
+    def downsample(self) -> int:
+        """Height and width are padded to a multiple of this (pixels)."""
+        return 2**self.depth
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["context_dilations"] = list(self.context_dilations)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Build from metadata; refuses fields or versions this code does not know."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ModelError(
+                f"The model's architecture uses settings this version of L3Locator does not "
+                f"know ({', '.join(unknown)}). Update L3Locator or use a model made for it."
+            )
+        values = dict(data)
+        if "context_dilations" in values:
+            values["context_dilations"] = tuple(values["context_dilations"])
+        config = cls(**values)
+        if config.version != cls.version:
+            raise ModelError(
+                f"The model's architecture is version {config.version}; this version of "
+                f"L3Locator implements version {cls.version}. Update L3Locator or the model."
+            )
+        return config
+
+
+#: Named configurations. ``seed``: the seed's 31 M-parameter 2-D U-Net (one view, three
+#: repeated channels, one output). ``tiny``: a rownet for smoke tests (trains in seconds).
+#: ``default``: the rownet we ship (chosen by measurement; see the training README).
+PRESETS: dict[str, ModelConfig] = {
+    "seed": ModelConfig(
+        arch="unet2d", in_channels=3, base_width=64, depth=4, norm="batch", n_outputs=1,
+        max_width=0, decoder_width=0, context_dilations=(),
+    ),
+    "tiny": ModelConfig(
+        arch="rownet", in_channels=2, base_width=4, depth=3, norm="batch",
+        n_outputs=len(LEVELS), max_width=16, decoder_width=8, context_dilations=(1, 2),
+    ),
+    "default": ModelConfig(),
+}
+
+
+def preset(name: str, **overrides: Any) -> ModelConfig:
+    """A preset by name, optionally with fields replaced (e.g. ``in_channels=1``)."""
+    if name not in PRESETS:
+        raise ModelError(f"Unknown model preset {name!r}; choose one of {', '.join(PRESETS)}.")
+    return replace(PRESETS[name], **overrides) if overrides else PRESETS[name]
+
+
+# ------------------------------------------------------------ paddle layers
+
+_CLASSES: dict[str, Any] = {}
+
+
+def _classes() -> dict[str, Any]:
+    """Define the paddle Layer classes on first use (paddle is imported lazily)."""
+    if _CLASSES:
+        return _CLASSES
+    paddle = import_paddle()
+    nn = paddle.nn
+    F = paddle.nn.functional
+
+    def norm2d(kind: str, ch: int) -> Any:
+        if kind == "batch":
+            return nn.BatchNorm2D(ch)
+        if kind == "group":
+            return nn.GroupNorm(_groups(ch), ch)
+        return nn.Identity()
+
+    def norm1d(kind: str, ch: int) -> Any:
+        if kind == "batch":
+            return nn.BatchNorm1D(ch)
+        if kind == "group":
+            return nn.GroupNorm(_groups(ch), ch)
+        return nn.Identity()
+
+    def init_weights(layer: Any) -> None:
+        kaiming = nn.initializer.KaimingNormal()
+        zero = nn.initializer.Constant(0.0)
+        for sub in layer.sublayers(include_self=True):
+            if isinstance(sub, (nn.Conv2D, nn.Conv1D, nn.Conv2DTranspose)):
+                kaiming(sub.weight)
+                if sub.bias is not None:
+                    zero(sub.bias)
+
+    class ConvBlock2D(nn.Layer):
+        """Two 3x3 convolutions, each followed by norm and ReLU."""
+
+        def __init__(self, cin: int, cout: int, norm: str, bias: bool | None = None) -> None:
+            super().__init__()
+            bias = norm == "none" if bias is None else bias
+            self.body = nn.Sequential(
+                nn.Conv2D(cin, cout, 3, padding=1, bias_attr=None if bias else False),
+                norm2d(norm, cout),
+                nn.ReLU(),
+                nn.Conv2D(cout, cout, 3, padding=1, bias_attr=None if bias else False),
+                norm2d(norm, cout),
+                nn.ReLU(),
+            )
+
+        def forward(self, x: Any) -> Any:
+            return self.body(x)
+
+    class ConvBlock1D(nn.Layer):
+        """Two 1-D convolutions along rows (kernel 3, given dilations), norm, ReLU."""
+
+        def __init__(self, cin: int, cout: int, norm: str, dilations: tuple[int, ...] = (1, 1)):
+            super().__init__()
+            bias = norm == "none"
+            layers: list[Any] = []
+            ch = cin
+            for d in dilations:
+                layers += [
+                    nn.Conv1D(ch, cout, 3, padding=d, dilation=d,
+                              bias_attr=None if bias else False),
+                    norm1d(norm, cout),
+                    nn.ReLU(),
+                ]
+                ch = cout
+            self.body = nn.Sequential(*layers)
+
+        def forward(self, x: Any) -> Any:
+            return self.body(x)
+
+    def pad_to(x: Any, multiple: int) -> tuple[Any, int, int]:
+        h, w = int(x.shape[2]), int(x.shape[3])
+        ph = (-h) % multiple
+        pw = (-w) % multiple
+        if ph or pw:
+            x = F.pad(x, [0, pw, 0, ph])
+        return x, h, w
+
+    class RowNet(nn.Layer):
+        """2-D encoder -> max+mean over width -> 1-D U-Net decoder along rows."""
+
+        def __init__(self, config: ModelConfig) -> None:
+            super().__init__()
+            self.config = config
+            cap = config.max_width or 10**9
+            widths = [min(config.base_width * 2**d, cap) for d in range(config.depth + 1)]
+            self.encoders = nn.LayerList()
+            cin = config.in_channels
+            for w in widths:
+                self.encoders.append(ConvBlock2D(cin, w, config.norm))
+                cin = w
+            self.pool = nn.MaxPool2D(2, 2)
+            dec = [config.decoder_width or w for w in widths]
+            # 1-D features per level: max and mean over width of the encoder output.
+            self.context = ConvBlock1D(
+                2 * widths[-1], dec[-1], config.norm, config.context_dilations or (1, 1)
+            )
+            self.decoders = nn.LayerList()
+            for d in range(config.depth - 1, -1, -1):
+                self.decoders.append(ConvBlock1D(dec[d + 1] + 2 * widths[d], dec[d], config.norm))
+            self.head = nn.Conv1D(dec[0], config.n_outputs, 1)
+            init_weights(self)
+            # Start with low probabilities everywhere (most rows are negatives).
+            nn.initializer.Constant(-4.0)(self.head.bias)
+
+        def forward(self, x: Any) -> Any:
+            x, h, _ = pad_to(x, self.config.downsample)
+            skips = []
+            for d, enc in enumerate(self.encoders):
+                if d > 0:
+                    x = self.pool(x)
+                x = enc(x)
+                skips.append(paddle.concat([x.max(axis=3), x.mean(axis=3)], axis=1))
+            y = self.context(skips[-1])
+            for i, dec in enumerate(self.decoders):
+                d = self.config.depth - 1 - i
+                y = paddle.repeat_interleave(y, 2, axis=2)
+                y = dec(paddle.concat([y, skips[d]], axis=1))
+            return self.head(y)[:, :, :h]
+
+        def row_logits(self, x: Any) -> Any:
+            return self.forward(x)
+
+    class UNet2D(nn.Layer):
+        """The seed's U-Net (configurable width, depth, norm, channels)."""
+
+        def __init__(self, config: ModelConfig) -> None:
+            super().__init__()
+            self.config = config
+            widths = [config.base_width * 2**d for d in range(config.depth + 1)]
+            if config.max_width:
+                widths = [min(w, config.max_width) for w in widths]
+            self.encoders = nn.LayerList()
+            cin = config.in_channels
+            for w in widths:
+                # Convolutions keep their bias before batch norm, as in the seed.
+                self.encoders.append(ConvBlock2D(cin, w, config.norm, bias=True))
+                cin = w
+            self.pool = nn.MaxPool2D(2, 2)
+            self.ups = nn.LayerList()
+            self.decoders = nn.LayerList()
+            for d in range(config.depth - 1, -1, -1):
+                self.ups.append(nn.Conv2DTranspose(widths[d + 1], widths[d], 2, stride=2))
+                self.decoders.append(ConvBlock2D(2 * widths[d], widths[d], config.norm, bias=True))
+            self.head = nn.Conv2D(widths[0], config.n_outputs, 1)
+            init_weights(self)
+
+        def forward(self, x: Any) -> Any:
+            x, h, w = pad_to(x, self.config.downsample)
+            skips = []
+            for d, enc in enumerate(self.encoders):
+                if d > 0:
+                    x = self.pool(x)
+                x = enc(x)
+                skips.append(x)
+            y = skips[-1]
+            for i, (up, dec) in enumerate(zip(self.ups, self.decoders)):
+                d = self.config.depth - 1 - i
+                y = dec(paddle.concat([up(y), skips[d]], axis=1))
+            return self.head(y)[:, :, :h, :w]
+
+        def row_logits(self, x: Any) -> Any:
+            return self.forward(x).max(axis=3)
+
+    _CLASSES.update(RowNet=RowNet, UNet2D=UNet2D)
+    return _CLASSES
+
+
+def _groups(ch: int) -> int:
+    for g in (8, 4, 2):
+        if ch % g == 0:
+            return g
+    return 1
+
+
+def build_model(config: ModelConfig | str = "default") -> Any:
+    """A freshly initialised ``paddle.nn.Layer`` for ``config`` (or a preset name).
+
+    Raises ``DependencyError`` when PaddlePaddle is missing.
+    """
+    if isinstance(config, str):
+        config = preset(config)
+    classes = _classes()
+    cls = classes["RowNet"] if config.arch == "rownet" else classes["UNet2D"]
+    return cls(config)
+
+
+def row_logits(model: Any, x: Any) -> Any:
+    """Per-row logits ``[B, n_outputs, H]`` of either architecture for input ``[B, C, H, W]``
+    (a paddle Tensor)."""
+    return model.row_logits(x)
+
+
+def count_parameters(model: Any, trainable_only: bool = False) -> int:
+    """Number of parameters (all, or only trainable ones) of a paddle Layer."""
+    total = 0
+    for p in model.parameters():
+        if trainable_only and p.stop_gradient:
+            continue
+        total += int(p.size)
+    return total

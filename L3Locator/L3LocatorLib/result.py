@@ -1,0 +1,96 @@
+"""The answer of one L3 search, as every front end (Slicer, CLI, batch) reports it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+#: ``L3Result.status`` values.
+STATUS_OK = "ok"
+STATUS_NOT_FOUND = "not_found"
+STATUS_ERROR = "error"
+
+
+@dataclass
+class ViewResult:
+    """What one view (frontal, sagittal or the fused pair) says on its own."""
+
+    row: Optional[float]  #: sub-pixel projection row of L3, None when absent
+    confidence: float  #: 0..1
+    s_mm: Optional[float] = None  #: RAS S of ``row`` (mm)
+
+
+@dataclass
+class L3Result:
+    """Where L3 is in one CT.
+
+    ``slice_index`` counts along the volume's own voxel axis closest to
+    superior-inferior (``slice_axis``: 0=i, 1=j, 2=k; k for ordinary axial
+    scans); ``l3_ijk`` is the voxel index ``[i, j, k]`` in the file's own order
+    (ITK/SimpleITK convention, the same as Slicer's IJK); ``l3_ras_mm`` is the
+    point at the L3 vertebral body in RAS mm.
+    """
+
+    status: str
+    message: str = ""
+    slice_index: Optional[int] = None
+    slice_axis: Optional[int] = None
+    l3_ijk: Optional[list[int]] = None
+    l3_ras_mm: Optional[list[float]] = None
+    s_mm: Optional[float] = None
+    confidence: float = 0.0
+    views: dict[str, ViewResult] = field(default_factory=dict)
+    #: S mm of every predicted level (e.g. "L1": 250.0), for the anatomy check.
+    levels_s_mm: dict[str, float] = field(default_factory=dict)
+    atypical_anatomy: Optional[str] = None  #: plain words when the spine looks unusual
+    model_name: str = ""
+    model_version: str = ""
+    timings_s: dict[str, float] = field(default_factory=dict)
+    #: Projections and heat-map profile behind the answer, for QA pictures (not serialised).
+    evidence: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def found(self) -> bool:
+        return self.status == STATUS_OK
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary (no numpy types, no evidence)."""
+        out: dict[str, Any] = {
+            "status": self.status,
+            "message": self.message,
+            "slice_index": self.slice_index,
+            "slice_axis": self.slice_axis,
+            "l3_ijk": self.l3_ijk,
+            "l3_ras_mm": self.l3_ras_mm,
+            "s_mm": self.s_mm,
+            "confidence": self.confidence,
+            "views": {
+                name: {"row": v.row, "confidence": v.confidence, "s_mm": v.s_mm}
+                for name, v in self.views.items()
+            },
+            "levels_s_mm": dict(self.levels_s_mm),
+            "atypical_anatomy": self.atypical_anatomy,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "timings_s": dict(self.timings_s),
+        }
+        return _plain(out)
+
+
+def _plain(value: Any) -> Any:
+    """Replace numpy scalars/arrays by Python numbers/lists, recursively."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return round(float(value), 4)
+    if isinstance(value, float):
+        return round(value, 4)
+    return value
