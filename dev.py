@@ -30,13 +30,13 @@ def _python() -> Path:
 
 def ensure_environment() -> Path:
     if sys.version_info < (3, 10):
-        sys.exit(f"L3Locator's development set-up needs Python 3.10 or newer (this is {sys.version}).")
+        sys.exit(f"L3Locator's set-up needs Python 3.10 or newer (this is {sys.version}).")
     if not _python().exists():
         print(f"Creating a virtual environment in {VENV} ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if not STAMP.exists() or STAMP.read_text().strip() != wanted:
-        print("Installing L3Locator and its dependencies (first run: about a minute) ...", flush=True)
+        print("Installing L3Locator and its dependencies (about a minute) ...", flush=True)
         pip = [str(_python()), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
         subprocess.run(pip + ["--upgrade", "pip"], check=True)
         subprocess.run(pip + ["-e", f"{ROOT}[test]"], check=True)

@@ -6,7 +6,6 @@ import itertools
 from pathlib import Path
 
 import numpy as np
-
 from L3LocatorLib.volume import LPS_TO_RAS, Volume
 
 #: Every axis permutation combined with every flip: 6 x 8 = 48 direction matrices.
@@ -78,10 +77,11 @@ def write_dicom_series(volume: Volume, folder: Path, series_description: str = "
     lps = LPS_TO_RAS @ volume.ijk_to_ras
     direction = lps[:3, :3] / volume.spacing
     uid_root = "1.2.826.0.1.3680043.2.1125"
-    series_uid = f"{uid_root}.{abs(hash(series_description)) % 10**8}.{folder.name.__hash__() % 10**6}"
+    series_uid = f"{uid_root}.{sum(map(ord, series_description + folder.name)) % 10**8}"
     files = []
     for k in range(volume.array.shape[0]):
-        image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array[k : k + 1]).astype(np.int16))
+        pixels = np.ascontiguousarray(volume.array[k : k + 1]).astype(np.int16)
+        image = sitk.GetImageFromArray(pixels)
         position = lps[:3, :3] @ np.array([0.0, 0.0, k]) + lps[:3, 3]
         image.SetSpacing([float(s) for s in volume.spacing])
         image.SetOrigin([float(v) for v in position])
@@ -93,7 +93,7 @@ def write_dicom_series(volume: Volume, folder: Path, series_description: str = "
             "0020|000d": f"{uid_root}.1",
             "0020|0013": str(k + 1),
             "0020|0032": "\\".join(f"{v:.6f}" for v in position),
-            "0020|0037": "\\".join(f"{v:.6f}" for v in np.concatenate([direction[:, 0], direction[:, 1]])),
+            "0020|0037": "\\".join(f"{v:.6f}" for v in direction[:, :2].T.ravel()),
             "0028|0030": f"{volume.spacing[1]:.6f}\\{volume.spacing[0]:.6f}",
             "0018|0050": f"{volume.spacing[2]:.6f}",
             "0028|1052": "0",

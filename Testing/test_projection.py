@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from geometry_helpers import (
     PERMUTATION_FLIPS,
     marker_volume,
@@ -65,7 +64,11 @@ def test_patient_grid_axes_point_inferior_left_posterior(perm, flips):
     marker_grid = np.unravel_index(int(np.argmax(grid.array)), grid.array.shape)
     expected_ras = volume.ijk_to_ras_points((3, 4, 5))
     ras = grid.corner_ras + np.array(
-        [-marker_grid[1] * grid.spacing[1], -marker_grid[2] * grid.spacing[2], -marker_grid[0] * grid.spacing[0]]
+        [
+            -marker_grid[1] * grid.spacing[1],
+            -marker_grid[2] * grid.spacing[2],
+            -marker_grid[0] * grid.spacing[0],
+        ]
     )
     assert np.allclose(ras, expected_ras, atol=1e-6)
 
@@ -135,7 +138,7 @@ def test_geometry_maps_rows_to_slices_and_back():
         i, j, k = geometry.nearest_voxel(ras)
         centre = volume.ijk_to_ras_points((i, j, k))
         assert abs(centre[2] - ras[2]) <= 2.5 / 2 + 1e-6
-    # Rows span the whole scan: the first row is the most superior slice, the last the most inferior.
+    # Rows span the whole scan: first row = most superior slice, last = most inferior.
     s_values = volume.ijk_to_ras_points([[0, 0, 0], [0, 0, 49]])[:, 2]
     assert geometry.row_to_s(0) == pytest.approx(s_values.max())
     assert 0 <= geometry.row_to_s(geometry.n_rows - 1) - s_values.min() < geometry.pixel_mm
@@ -181,7 +184,7 @@ def test_restricted_sagittal_follows_a_curved_spine(arms, table):
     rows = np.arange(5, geometry.n_rows - 5)
     found_r = geometry.frontal_col_to_r(projections.spine_frontal_col[rows])
     k = np.round(volume.ras_to_ijk_points(
-        np.stack([np.zeros_like(rows, float), np.zeros_like(rows, float), geometry.row_to_s(rows)], 1)
+        np.stack([np.zeros(rows.size), np.zeros(rows.size), geometry.row_to_s(rows)], 1)
     )[:, 2]).astype(int)
     assert np.max(np.abs(found_r - spine_x[k])) < 8.0
     # The spine shows in the sagittal MIP on every row: the slab never slides off it.

@@ -7,8 +7,13 @@ import gzip
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from geometry_helpers import marker_volume, peak_centroid, rotation, signed_permutation, write_dicom_series
-
+from geometry_helpers import (
+    marker_volume,
+    peak_centroid,
+    rotation,
+    signed_permutation,
+    write_dicom_series,
+)
 from L3LocatorLib.errors import InputError
 from L3LocatorLib.projection import PreprocessConfig, project
 from L3LocatorLib.volume import Volume, read_volume, write_volume

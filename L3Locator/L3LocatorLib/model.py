@@ -82,12 +82,12 @@ class ModelConfig:
 
     arch: str = "rownet"
     in_channels: int = 2
-    base_width: int = 16
+    base_width: int = 8
     depth: int = 5
     norm: str = "batch"
     n_outputs: int = len(LEVELS)
-    max_width: int = 96
-    decoder_width: int = 48
+    max_width: int = 64
+    decoder_width: int = 32
     context_dilations: tuple[int, ...] = (1, 2, 4)
     version: int = 1
 
@@ -230,6 +230,11 @@ def _classes() -> dict[str, Any]:
         def forward(self, x: Any) -> Any:
             return self.body(x)
 
+    def width_max(x: Any) -> Any:
+        # Max pooling with a full-width kernel: same result as x.max(axis=3), but its
+        # backward pass is about 100x faster on CPU in PaddlePaddle 3.3.
+        return F.max_pool2d(x, (1, int(x.shape[3]))).squeeze(3)
+
     def pad_to(x: Any, multiple: int) -> tuple[Any, int, int]:
         h, w = int(x.shape[2]), int(x.shape[3])
         ph = (-h) % multiple
@@ -272,7 +277,7 @@ def _classes() -> dict[str, Any]:
                 if d > 0:
                     x = self.pool(x)
                 x = enc(x)
-                skips.append(paddle.concat([x.max(axis=3), x.mean(axis=3)], axis=1))
+                skips.append(paddle.concat([width_max(x), x.mean(axis=3)], axis=1))
             y = self.context(skips[-1])
             for i, dec in enumerate(self.decoders):
                 d = self.config.depth - 1 - i
@@ -322,7 +327,7 @@ def _classes() -> dict[str, Any]:
             return self.head(y)[:, :, :h, :w]
 
         def row_logits(self, x: Any) -> Any:
-            return self.forward(x).max(axis=3)
+            return width_max(self.forward(x))
 
     _CLASSES.update(RowNet=RowNet, UNet2D=UNet2D)
     return _CLASSES

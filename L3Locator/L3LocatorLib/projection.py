@@ -163,13 +163,15 @@ def to_patient_grid(volume: Volume, config: PreprocessConfig | None = None) -> P
 def _resample_oblique(
     volume: Volume, voxel_for_ras: list[int], ras_of_axis: tuple[int, int, int]
 ) -> PatientGrid:
-    from .volume import volume_to_sitk
-
     import SimpleITK as sitk
+
+    from .volume import volume_to_sitk
 
     spacing = np.array([volume.spacing[voxel_for_ras[r]] for r in ras_of_axis])
     ni, nj, nk = volume.shape_ijk
-    corners_ijk = np.array([[i, j, k] for i in (0, ni - 1) for j in (0, nj - 1) for k in (0, nk - 1)])
+    corners_ijk = np.array(
+        [[i, j, k] for i in (0, ni - 1) for j in (0, nj - 1) for k in (0, nk - 1)]
+    )
     corners_ras = volume.ijk_to_ras_points(corners_ijk)
     # Patient coordinates along axes 0, 1, 2 grow as RAS z, x, y shrink.
     coords = -corners_ras[:, list(ras_of_axis)]

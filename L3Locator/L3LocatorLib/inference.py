@@ -1,0 +1,559 @@
+"""Load a trained model (metadata JSON + weights), pick a device, predict row probabilities.
+
+A model is two files side by side::
+
+    <name>.json       ModelMetadata: format, architecture, preprocessing, views,
+                      levels, absent threshold, weights file name and sha256,
+                      training data, metrics, software versions
+    <name>.pdparams   PaddlePaddle state dict (``paddle.save``)
+
+``load_model`` refuses a JSON it cannot honour (unknown format version,
+architecture or preprocessing settings) and weights that are missing,
+truncated or do not match (sha256 and parameter shapes), each with a
+``ModelError`` that names the file and says what to do. ``predict_rows`` runs
+one model on one scan's projections and returns per-level probabilities for
+the fused views and for each view alone (the other view's channel zeroed;
+models are trained with such view dropout).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from .decode import LevelDecoding, decode_levels
+from .errors import DependencyError, ModelError
+from .model import LEVELS, ModelConfig, build_model, import_paddle
+from .projection import PreprocessConfig, Projections, network_input
+
+log = logging.getLogger(__name__)
+
+#: The ``format`` field every model JSON carries.
+MODEL_FORMAT = "l3locator-model"
+#: The metadata layout this code reads and writes.
+FORMAT_VERSION = 1
+#: File name of the model used when none is given.
+DEFAULT_MODEL_NAME = "default.json"
+VIEWS = ("frontal", "sagittal")
+
+
+@dataclass
+class ModelMetadata:
+    """Everything needed to rebuild, trust and describe a trained model.
+
+    Attributes:
+        name, version: identify the model (shown in results and QA pictures).
+        arch: ``ModelConfig.to_dict()``.
+        preprocess: ``PreprocessConfig.to_dict()`` used for training.
+        views: input channels in order, from ``("frontal", "sagittal")``; a model whose
+            ``in_channels`` is a multiple of ``len(views)`` gets each view repeated
+            (the seed feeds one view three times).
+        levels: output channel names, superior -> inferior (e.g. ``LEVELS``).
+        answer_level: the level reported as the answer ("L3").
+        threshold: peak probability below which the answer level is "absent"
+            (calibrated on validation data with hard negatives).
+        weights: weights file name, relative to the JSON's folder.
+        sha256: hex digest of the weights file.
+        training: description of the training data and settings.
+        metrics: evaluation figures (validation), free-form.
+        software: versions of the software that trained the model.
+        created: ISO date/time.
+        format, format_version: ``MODEL_FORMAT`` and ``FORMAT_VERSION``.
+    """
+
+    name: str
+    arch: dict[str, Any]
+    preprocess: dict[str, Any]
+    views: list[str]
+    levels: list[str]
+    weights: str
+    sha256: str
+    version: str = "0"
+    answer_level: str = "L3"
+    threshold: float = 0.5
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    software: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+    format: str = MODEL_FORMAT
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "the model file") -> ModelMetadata:
+        """Validate and build; raises ``ModelError`` naming ``source`` when not understood."""
+        if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
+            raise ModelError(
+                f"{source} is not an L3Locator model description (expected \"format\": "
+                f"\"{MODEL_FORMAT}\"). Choose the .json file written next to the weights."
+            )
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ModelError(
+                f"{source} uses model format version {version}; this version of L3Locator "
+                f"reads version {FORMAT_VERSION}. Update L3Locator or use a model made for it."
+            )
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ModelError(
+                f"{source} has fields this version of L3Locator does not know "
+                f"({', '.join(unknown)}). Update L3Locator or use a model made for it."
+            )
+        try:
+            meta = cls(**data)
+        except TypeError as error:
+            raise ModelError(f"{source} is incomplete ({error}). Re-export the model.") from error
+        bad_views = [v for v in meta.views if v not in VIEWS]
+        if not meta.views or bad_views:
+            raise ModelError(f"{source} names unknown input views {meta.views}.")
+        if meta.answer_level not in meta.levels:
+            raise ModelError(f"{source}: answer level {meta.answer_level!r} is not an output.")
+        return meta
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return ModelConfig.from_dict(self.arch)
+
+    @property
+    def preprocess_config(self) -> PreprocessConfig:
+        return PreprocessConfig.from_dict(self.preprocess)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of Python, numpy, PaddlePaddle and L3Locator (for model metadata)."""
+    from . import __version__
+
+    out = {"python": platform.python_version(), "numpy": np.__version__, "l3locator": __version__}
+    try:
+        paddle = import_paddle()
+        out["paddlepaddle"] = paddle.__version__
+    except DependencyError:
+        pass
+    return out
+
+
+def export_model(
+    model: Any,
+    out_dir: str | os.PathLike[str],
+    name: str,
+    *,
+    preprocess: PreprocessConfig,
+    views: tuple[str, ...] | list[str],
+    levels: tuple[str, ...] | list[str],
+    threshold: float,
+    version: str = "1",
+    training: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``out_dir/<name>.pdparams`` and ``out_dir/<name>.json``; return the JSON path.
+
+    ``model`` is a paddle Layer from ``build_model`` (its ``config`` attribute is
+    recorded). The weights are written first, then hashed, then the JSON.
+    """
+    paddle = import_paddle()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    weights = out / f"{name}.pdparams"
+    tmp = out / f"{name}.pdparams.tmp"
+    state = {k: v for k, v in model.state_dict().items()}
+    paddle.save(state, str(tmp))
+    os.replace(tmp, weights)
+    meta = ModelMetadata(
+        name=name,
+        version=str(version),
+        arch=model.config.to_dict(),
+        preprocess=preprocess.to_dict(),
+        views=list(views),
+        levels=list(levels),
+        answer_level="L3",
+        threshold=float(threshold),
+        weights=weights.name,
+        sha256=sha256_file(weights),
+        training=_jsonable(training or {}),
+        metrics=_jsonable(metrics or {}),
+        software=software_versions(),
+        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+    )
+    path = out / f"{name}.json"
+    path.write_text(json.dumps(meta.to_dict(), indent=1) + "\n", encoding="utf-8")
+    log.info("Exported model %s (weights sha256 %s)", path, meta.sha256[:12])
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+# ------------------------------------------------------------ loading
+
+
+def models_dir() -> Path:
+    """Folder of the shipped models: ``L3Locator/Resources/Models`` next to the package,
+    else the ``L3LocatorLib._models`` package data (wheel installs)."""
+    here = Path(__file__).resolve().parent.parent / "Resources" / "Models"
+    if here.is_dir():
+        return here
+    try:
+        from importlib import resources
+
+        packaged = Path(str(resources.files("L3LocatorLib") / "_models"))
+        if packaged.is_dir():
+            return packaged
+    except (ImportError, AttributeError, TypeError, ModuleNotFoundError):  # pragma: no cover
+        pass
+    return here
+
+
+def default_model_path() -> Path:
+    """Path of the default model's JSON (it may not exist)."""
+    return models_dir() / DEFAULT_MODEL_NAME
+
+
+def resolve_device(device: str = "auto") -> str:
+    """Turn ``"auto" | "cpu" | "gpu" | "gpu:N"`` into a paddle device string.
+
+    ``auto`` picks the GPU when PaddlePaddle was built with CUDA and a GPU is
+    visible, else the CPU. Asking for a GPU that is not usable raises
+    ``DependencyError`` explaining how to get the CUDA build.
+    """
+    paddle = import_paddle()
+    device = (device or "auto").lower().strip()
+    cuda_build = bool(paddle.device.is_compiled_with_cuda())
+    n_gpus = 0
+    if cuda_build:
+        try:
+            n_gpus = int(paddle.device.cuda.device_count())
+        except Exception:  # noqa: BLE001 - driver problems mean "no usable GPU"
+            n_gpus = 0
+    if device == "auto":
+        return "gpu:0" if n_gpus > 0 else "cpu"
+    if device == "cpu":
+        return "cpu"
+    if device.startswith("gpu") or device.startswith("cuda"):
+        index = 0
+        if ":" in device:
+            try:
+                index = int(device.split(":", 1)[1])
+            except ValueError as error:
+                raise DependencyError(f"Unknown device {device!r}; use cpu, gpu or gpu:N.") from error
+        if not cuda_build:
+            raise DependencyError(
+                "A GPU was requested, but the installed PaddlePaddle is the CPU-only build. "
+                "Install the CUDA build from PaddlePaddle's own package index (it is not on "
+                'PyPI): python -m pip install "paddlepaddle-gpu>=3" -i '
+                "https://www.paddlepaddle.org.cn/packages/stable/cu126/ , or use device 'cpu'."
+            )
+        if index >= n_gpus:
+            raise DependencyError(
+                f"A GPU was requested (gpu:{index}), but PaddlePaddle sees {n_gpus} GPU(s). "
+                "Check the NVIDIA driver and CUDA_VISIBLE_DEVICES, or use device 'cpu'."
+            )
+        return f"gpu:{index}"
+    raise DependencyError(f"Unknown device {device!r}; use auto, cpu, gpu or gpu:N.")
+
+
+class LoadedModel:
+    """A model ready to predict: network in eval mode on its device, plus metadata.
+
+    Attributes:
+        metadata: the ``ModelMetadata`` read from the JSON.
+        preprocess: ``PreprocessConfig`` the model was trained with.
+        views: input views in channel order.
+        levels: output level names in channel order.
+        threshold: absent threshold for the answer level.
+        device: paddle device string ("cpu", "gpu:0").
+        path: the JSON file.
+    """
+
+    def __init__(self, network: Any, metadata: ModelMetadata, device: str, path: Path) -> None:
+        self.network = network
+        self.metadata = metadata
+        self.preprocess = metadata.preprocess_config
+        self.config = metadata.model_config
+        self.views = tuple(metadata.views)
+        self.levels = tuple(metadata.levels)
+        self.threshold = float(metadata.threshold)
+        self.device = device
+        self.path = path
+        self._lock = threading.Lock()
+
+    @property
+    def answer_index(self) -> int:
+        return self.levels.index(self.metadata.answer_level)
+
+    def _expand_channels(self, x: np.ndarray) -> np.ndarray:
+        need = self.config.in_channels
+        if x.shape[1] == need:
+            return x
+        if need % x.shape[1] == 0:
+            return np.repeat(x, need // x.shape[1], axis=1)
+        raise ValueError(f"input has {x.shape[1]} channel(s); the model needs {need}")
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities ``[B, n_levels, H]`` (0..1) for windowed inputs ``[B, C, H, W]``
+        (float32, C = ``len(views)``, rows superior -> inferior, any H and W)."""
+        paddle = import_paddle()
+        x = np.ascontiguousarray(self._expand_channels(np.asarray(x, dtype=np.float32)))
+        with self._lock:
+            paddle.set_device(self.device)
+            with paddle.no_grad():
+                logits = self.network.row_logits(paddle.to_tensor(x))
+                probs = paddle.nn.functional.sigmoid(logits)
+            return np.asarray(probs.numpy(), dtype=np.float32)
+
+
+_CACHE: dict[tuple[str, float, str], LoadedModel] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def load_model(json_path: str | os.PathLike[str] | None = None, device: str = "auto") -> LoadedModel:
+    """Load a model from its JSON (None = the default model), cached per process.
+
+    The cache key is (resolved path, modification time, device): editing or
+    replacing the files reloads them. Raises ``ModelError`` for missing,
+    truncated, mismatched or unknown model files and ``DependencyError`` when
+    PaddlePaddle (or the requested GPU) is not available.
+    """
+    path = Path(json_path) if json_path is not None else default_model_path()
+    if not path.is_file():
+        if json_path is None:
+            raise ModelError(
+                f"The default model is missing ({path}). Reinstall the L3Locator extension, or "
+                "choose a model .json file trained with the training package."
+            )
+        raise ModelError(f"Model file not found: {path}. Choose an existing model .json file.")
+    path = path.resolve()
+    resolved_device = resolve_device(device)
+    key = (str(path), path.stat().st_mtime, resolved_device)
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+        if cached is not None:
+            return cached
+        loaded = _load_uncached(path, resolved_device)
+        _CACHE[key] = loaded
+        return loaded
+
+
+def clear_model_cache() -> None:
+    """Forget every loaded model (tests, or after replacing files in place)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def read_metadata(path: str | os.PathLike[str]) -> ModelMetadata:
+    """Read and validate a model JSON without loading weights."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelError(
+            f"Cannot read the model description {path} ({error}). The file is damaged or not a "
+            "model .json; re-export or re-download the model."
+        ) from error
+    meta = ModelMetadata.from_dict(data, source=str(path))
+    meta.model_config  # noqa: B018 - validates the architecture
+    meta.preprocess_config  # noqa: B018 - validates the preprocessing
+    return meta
+
+
+def _load_uncached(path: Path, device: str) -> LoadedModel:
+    started = time.perf_counter()
+    meta = read_metadata(path)
+    config = meta.model_config
+    if config.n_outputs != len(meta.levels):
+        raise ModelError(
+            f"{path}: the network has {config.n_outputs} outputs but the file lists "
+            f"{len(meta.levels)} levels. Re-export the model."
+        )
+    if config.in_channels % len(meta.views) != 0:
+        raise ModelError(f"{path}: {config.in_channels} input channels cannot hold {meta.views}.")
+    weights = path.parent / meta.weights
+    if not weights.is_file():
+        raise ModelError(
+            f"The weights file {weights} named by {path.name} is missing. Copy it next to the "
+            "model .json (both files belong together) or re-export the model."
+        )
+    digest = sha256_file(weights)
+    if digest != meta.sha256:
+        raise ModelError(
+            f"The weights file {weights} does not match {path.name} (sha256 {digest[:12]}... "
+            f"instead of {meta.sha256[:12]}...): it is truncated, damaged or from another model. "
+            "Copy the matching weights or re-download the model."
+        )
+    paddle = import_paddle()
+    paddle.set_device(device)
+    network = build_model(config)
+    try:
+        state = paddle.load(str(weights))
+    except Exception as error:  # noqa: BLE001 - paddle raises many kinds
+        raise ModelError(f"Cannot read the weights file {weights} ({error}).") from error
+    expected = network.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    wrong = [
+        k for k in expected
+        if k in state and list(state[k].shape) != list(expected[k].shape)
+    ]
+    if missing or extra or wrong:
+        detail = "; ".join(
+            part
+            for part in (
+                f"missing {', '.join(missing[:3])}" if missing else "",
+                f"unexpected {', '.join(extra[:3])}" if extra else "",
+                f"wrong shape {', '.join(wrong[:3])}" if wrong else "",
+            )
+            if part
+        )
+        raise ModelError(
+            f"The weights in {weights} do not fit the architecture described in {path.name} "
+            f"({detail}). The two files are from different models; re-export the model."
+        )
+    network.set_state_dict(state)
+    network.eval()
+    log.info("Loaded model %s on %s in %.2f s", path, device, time.perf_counter() - started)
+    return LoadedModel(network, meta, device, path)
+
+
+# ------------------------------------------------------------ one scan
+
+
+@dataclass
+class RowPrediction:
+    """Per-level row probabilities of one scan, fused and per view.
+
+    Attributes:
+        levels: output level names (channel order, superior -> inferior).
+        probs: view name (``"fused"``, ``"frontal"``, ``"sagittal"``) -> float32
+            ``[n_levels, n_rows]`` probabilities. ``"fused"`` is the model run on
+            every view it takes; single-view entries have the other view zeroed
+            (or are the model's only view).
+        decoded: view name -> ``LevelDecoding`` (rows, confidences, anatomy check).
+        answer_level: the level reported ("L3").
+        threshold: the model's absent threshold.
+        pixel_mm: row size (mm).
+        seconds: time spent in the network.
+    """
+
+    levels: tuple[str, ...]
+    probs: dict[str, np.ndarray]
+    decoded: dict[str, LevelDecoding]
+    answer_level: str
+    threshold: float
+    pixel_mm: float
+    seconds: float = 0.0
+
+    @property
+    def main_view(self) -> str:
+        """The view whose answer is reported: "fused" when available."""
+        return "fused" if "fused" in self.probs else next(iter(self.probs))
+
+    def answer(self, view: Optional[str] = None) -> Any:
+        """``DecodedRow`` of the answer level for ``view`` (default: ``main_view``)."""
+        return self.decoded[view or self.main_view].decoded[self.answer_level]
+
+    def answer_profile(self, view: Optional[str] = None) -> np.ndarray:
+        """Probability profile ``[n_rows]`` of the answer level."""
+        return self.probs[view or self.main_view][self.levels.index(self.answer_level)]
+
+
+def predict_rows(
+    model: LoadedModel, projections: Projections, per_view: bool = True
+) -> RowPrediction:
+    """Run ``model`` on one scan's projections; decode every level, fused and per view.
+
+    The projections must have been made with ``model.preprocess`` (same pixel size
+    and HU window); a mismatch raises ``ModelError``. With two views and
+    ``per_view`` the network runs once on a batch of three: both views,
+    frontal only (sagittal zeroed) and sagittal only (frontal zeroed).
+    """
+    if projections.config != model.preprocess:
+        raise ModelError(
+            "The projections were made with different preprocessing settings than the model "
+            "was trained with; project the volume with model.preprocess."
+        )
+    x = network_input(projections, model.views)  # [C, H, W]
+    names: list[str]
+    batch: list[np.ndarray]
+    if len(model.views) == 1:
+        names, batch = [model.views[0]], [x]
+    else:
+        names, batch = ["fused"], [x]
+        if per_view:
+            for i, view in enumerate(model.views):
+                only = np.zeros_like(x)
+                only[i] = x[i]
+                names.append(view)
+                batch.append(only)
+    started = time.perf_counter()
+    probs = model.predict(np.stack(batch))
+    seconds = time.perf_counter() - started
+    pixel_mm = model.preprocess.pixel_mm
+    out_probs = {name: probs[i] for i, name in enumerate(names)}
+    decoded = {
+        name: decode_levels(p, model.levels, model.threshold, pixel_mm, model.metadata.answer_level)
+        for name, p in out_probs.items()
+    }
+    return RowPrediction(
+        levels=model.levels,
+        probs=out_probs,
+        decoded=decoded,
+        answer_level=model.metadata.answer_level,
+        threshold=model.threshold,
+        pixel_mm=pixel_mm,
+        seconds=seconds,
+    )
+
+
+__all__ = [
+    "DEFAULT_MODEL_NAME",
+    "FORMAT_VERSION",
+    "LEVELS",
+    "LoadedModel",
+    "MODEL_FORMAT",
+    "ModelMetadata",
+    "RowPrediction",
+    "clear_model_cache",
+    "default_model_path",
+    "export_model",
+    "load_model",
+    "models_dir",
+    "predict_rows",
+    "read_metadata",
+    "resolve_device",
+    "sha256_file",
+    "software_versions",
+]

@@ -1,0 +1,204 @@
+"""The one entry point: a CT volume in, an ``L3Result`` out.
+
+``volume -> projection -> inference -> decode -> locate``: this module only
+chains the stages, times them, and turns the decoded row into a slice index
+and a 3-D point at the L3 vertebral body.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from .decode import decode_levels
+from .errors import InputError
+from .projection import Projections, check_ct_like, network_input, project
+from .result import STATUS_NOT_FOUND, STATUS_OK, L3Result, ViewResult
+from .volume import Volume
+
+log = logging.getLogger(__name__)
+
+#: The smallest scan that can hold a lumbar vertebra: superior-inferior and in-plane extent (mm).
+MIN_EXTENT_SI_MM = 30.0
+MIN_EXTENT_INPLANE_MM = 60.0
+ANSWER_LEVEL = "L3"
+VIEW_CHOICES = ("both", "frontal", "sagittal")
+
+
+@dataclass
+class Evidence:
+    """What the answer rests on; drawn by ``qa.qa_picture``."""
+
+    projections: Projections
+    profile: np.ndarray  #: P(L3) per projection row of the view that answered
+    row: Optional[float]  #: sub-pixel L3 row, None when not found
+    threshold: float
+    level_rows: dict[str, float] = field(default_factory=dict)
+
+
+def check_extent(volume: Volume) -> None:
+    """Refuse scans too small (in mm) to contain a lumbar vertebra."""
+    extent = (np.asarray(volume.shape_ijk) - 1) * volume.spacing
+    direction = np.abs(volume.direction)
+    si_axis = int(np.argmax(direction[2]))
+    label = volume.name or "The scan"
+    if min(volume.shape_ijk) < 2 or extent[si_axis] < MIN_EXTENT_SI_MM:
+        raise InputError(
+            f"{label} covers only {extent[si_axis]:.0f} mm from head to foot "
+            f"({volume.shape_ijk[si_axis]} slices); at least {MIN_EXTENT_SI_MM:.0f} mm are needed "
+            "to hold a lumbar vertebra. Use the full CT series."
+        )
+    inplane = [extent[a] for a in range(3) if a != si_axis]
+    if min(inplane) < MIN_EXTENT_INPLANE_MM:
+        raise InputError(
+            f"{label} is only {min(inplane):.0f} mm wide; at least {MIN_EXTENT_INPLANE_MM:.0f} mm "
+            "are needed to see the spine. Use a reconstruction of the whole body cross-section."
+        )
+
+
+def locate(
+    volume: Volume,
+    model: Union[str, Path, Any, None] = None,
+    device: str = "auto",
+    views: str = "both",
+) -> L3Result:
+    """Find L3 in a CT.
+
+    Args:
+        volume: the CT (HU), any orientation and spacing. Never modified.
+        model: path to a model's metadata JSON, an already loaded model, or None for
+            the default model shipped with L3Locator.
+        device: "auto" (GPU when available), "cpu" or "gpu".
+        views: which view answers: "both" (the fused pair), "frontal" or "sagittal".
+
+    Returns an ``L3Result`` with status "ok" or "not_found". Raises ``InputError``,
+    ``ModelError`` or ``DependencyError`` (user-facing messages) when it cannot run.
+    """
+    from .inference import load_model, predict_views
+
+    if views not in VIEW_CHOICES:
+        raise ValueError(f"views must be one of {VIEW_CHOICES}, got {views!r}")
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    check_extent(volume)
+    check_ct_like(volume)
+    timings["validate"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    loaded = model if hasattr(model, "predict") else load_model(model, device=device)
+    timings["load_model"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    projections = project(volume, loaded.preprocess)
+    timings["project"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    x = network_input(projections, tuple(loaded.views))
+    probs = predict_views(loaded, x)  # view name -> [n_levels, H]
+    timings["network"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    answer_view = views if views in probs else next(iter(probs))
+    pixel = projections.geometry.pixel_mm
+    decoded = {
+        name: decode_levels(p, loaded.levels, loaded.threshold, pixel, answer=ANSWER_LEVEL)
+        for name, p in probs.items()
+    }
+    geometry = projections.geometry
+    view_results = {}
+    for name, levels in decoded.items():
+        d = levels.decoded[ANSWER_LEVEL]
+        s_mm = float(geometry.row_to_s(d.row)) if d.row is not None else None
+        view_results[name] = ViewResult(row=d.row, confidence=d.confidence, s_mm=s_mm)
+    main = decoded[answer_view]
+    l3 = main.decoded[ANSWER_LEVEL]
+    level_index = list(loaded.levels).index(ANSWER_LEVEL)
+    evidence = Evidence(
+        projections=projections,
+        profile=probs[answer_view][level_index],
+        row=l3.row,
+        threshold=_threshold_of(loaded.threshold),
+        level_rows=main.rows,
+    )
+    result = L3Result(
+        status=STATUS_NOT_FOUND,
+        confidence=float(l3.confidence),
+        views=view_results,
+        levels_s_mm={k: float(geometry.row_to_s(r)) for k, r in main.rows.items()},
+        model_name=loaded.metadata.name,
+        model_version=str(loaded.metadata.version),
+        evidence=evidence,
+    )
+    if l3.row is None:
+        result.message = (
+            "L3 is not in the field of view (or the scan is too unusual for the model to be "
+            f"sure: confidence {l3.confidence:.2f})."
+        )
+    else:
+        point = vertebral_body_point(projections, l3.row)
+        ijk = geometry.nearest_voxel(point)
+        result.status = STATUS_OK
+        result.l3_ras_mm = [float(v) for v in point]
+        result.l3_ijk = list(ijk)
+        result.slice_axis = geometry.slice_axis
+        result.slice_index = ijk[geometry.slice_axis]
+        result.s_mm = float(point[2])
+        result.atypical_anatomy = main.atypical
+        result.message = "L3 found."
+    timings["decode"] = time.perf_counter() - start
+    result.timings_s = timings
+    return result
+
+
+def _threshold_of(threshold: Union[float, dict[str, float]]) -> float:
+    if isinstance(threshold, dict):
+        return float(threshold.get(ANSWER_LEVEL, 0.5))
+    return float(threshold)
+
+
+def vertebral_body_point(projections: Projections, row: float) -> np.ndarray:
+    """RAS (mm) of the vertebral body at a projection row.
+
+    Right-left: the centre of the bone around the spine track in the frontal MIP
+    at that row. Anterior-posterior: the vertebral body lies at the anterior end
+    of the spine's bone in the sagittal MIP; its centre is taken half a typical
+    body depth (``BODY_DEPTH_MM``) behind the anterior cortex.
+    """
+    config = projections.config
+    geometry = projections.geometry
+    pixel = geometry.pixel_mm
+    r = int(np.clip(round(row), 0, geometry.n_rows - 1))
+    rows = slice(max(0, r - 2), min(geometry.n_rows, r + 3))
+    spine_col = float(projections.spine_frontal_col[r])
+    frontal = projections.frontal_hu[rows].max(axis=0)
+    col = _bone_centre(frontal, spine_col, 30.0 / pixel, config.bone_hu)
+    sagittal = projections.sagittal_hu[rows].max(axis=0)
+    spine_a = float(projections.spine_sagittal_col[r])
+    window_px = int(round(70.0 / pixel))
+    lo = int(max(0, spine_a - window_px))
+    hi = int(min(sagittal.size, spine_a + window_px))
+    bone = np.flatnonzero(sagittal[lo:hi] > config.bone_hu)
+    if bone.size:
+        anterior = lo + bone[0]
+        a_col = anterior + 0.5 * BODY_DEPTH_MM / pixel
+    else:
+        a_col = spine_a
+    return geometry.to_ras(row, col, a_col)
+
+
+BODY_DEPTH_MM = 32.0  #: typical adult lumbar vertebral body depth (anterior-posterior)
+
+
+def _bone_centre(profile: np.ndarray, around: float, half_width: float, bone_hu: float) -> float:
+    """Intensity-weighted centre of the bone in ``profile`` within ``around +/- half_width``."""
+    lo = int(max(0, np.floor(around - half_width)))
+    hi = int(min(profile.size, np.ceil(around + half_width) + 1))
+    weights = np.clip(profile[lo:hi] - bone_hu, 0, None)
+    if weights.sum() <= 0:
+        return around
+    return float(lo + (weights * np.arange(weights.size)).sum() / weights.sum())
