@@ -17,6 +17,7 @@ from geometry_helpers import (
     rotation,
     signed_permutation,
 )
+
 from L3LocatorLib.errors import InputError, ModelError
 from L3LocatorLib.projection import (
     PreprocessConfig,

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from L3LocatorLib.projection import seed_preprocess
 from scipy.ndimage import zoom
+
+from L3LocatorLib.projection import seed_preprocess
 
 
 def reference(image_f, image_s, loc, s):

@@ -14,6 +14,7 @@ from geometry_helpers import (
     signed_permutation,
     write_dicom_series,
 )
+
 from L3LocatorLib.errors import InputError
 from L3LocatorLib.projection import PreprocessConfig, project
 from L3LocatorLib.volume import Volume, read_volume, write_volume

@@ -15,9 +15,8 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from .decode import decode_levels
 from .errors import InputError
-from .projection import Projections, check_ct_like, network_input, project
+from .projection import Projections, check_ct_like, project
 from .result import STATUS_NOT_FOUND, STATUS_OK, L3Result, ViewResult
 from .volume import Volume
 
@@ -26,7 +25,6 @@ log = logging.getLogger(__name__)
 #: The smallest scan that can hold a lumbar vertebra: superior-inferior and in-plane extent (mm).
 MIN_EXTENT_SI_MM = 30.0
 MIN_EXTENT_INPLANE_MM = 60.0
-ANSWER_LEVEL = "L3"
 VIEW_CHOICES = ("both", "frontal", "sagittal")
 
 
@@ -79,7 +77,7 @@ def locate(
     Returns an ``L3Result`` with status "ok" or "not_found". Raises ``InputError``,
     ``ModelError`` or ``DependencyError`` (user-facing messages) when it cannot run.
     """
-    from .inference import load_model, predict_views
+    from .inference import load_model, predict_rows
 
     if views not in VIEW_CHOICES:
         raise ValueError(f"views must be one of {VIEW_CHOICES}, got {views!r}")
@@ -98,31 +96,29 @@ def locate(
     timings["project"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    x = network_input(projections, tuple(loaded.views))
-    probs = predict_views(loaded, x)  # view name -> [n_levels, H]
+    prediction = predict_rows(loaded, projections)
     timings["network"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    answer_view = views if views in probs else next(iter(probs))
-    pixel = projections.geometry.pixel_mm
-    decoded = {
-        name: decode_levels(p, loaded.levels, loaded.threshold, pixel, answer=ANSWER_LEVEL)
-        for name, p in probs.items()
-    }
+    wanted = "fused" if views == "both" else views
+    if wanted not in prediction.probs:
+        raise InputError(
+            f"The model {loaded.metadata.name} reads {', '.join(loaded.views)} only; "
+            f"it cannot answer from the {views} view."
+        )
     geometry = projections.geometry
     view_results = {}
-    for name, levels in decoded.items():
-        d = levels.decoded[ANSWER_LEVEL]
+    for name in prediction.probs:
+        d = prediction.answer(name)
         s_mm = float(geometry.row_to_s(d.row)) if d.row is not None else None
         view_results[name] = ViewResult(row=d.row, confidence=d.confidence, s_mm=s_mm)
-    main = decoded[answer_view]
-    l3 = main.decoded[ANSWER_LEVEL]
-    level_index = list(loaded.levels).index(ANSWER_LEVEL)
+    main = prediction.decoded[wanted]
+    l3 = prediction.answer(wanted)
     evidence = Evidence(
         projections=projections,
-        profile=probs[answer_view][level_index],
+        profile=prediction.answer_profile(wanted),
         row=l3.row,
-        threshold=_threshold_of(loaded.threshold),
+        threshold=prediction.threshold,
         level_rows=main.rows,
     )
     result = L3Result(
@@ -153,12 +149,6 @@ def locate(
     timings["decode"] = time.perf_counter() - start
     result.timings_s = timings
     return result
-
-
-def _threshold_of(threshold: Union[float, dict[str, float]]) -> float:
-    if isinstance(threshold, dict):
-        return float(threshold.get(ANSWER_LEVEL, 0.5))
-    return float(threshold)
 
 
 def vertebral_body_point(projections: Projections, row: float) -> np.ndarray:

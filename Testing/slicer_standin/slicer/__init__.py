@@ -34,7 +34,6 @@ import slicer_core as _core
 
 from . import _standin
 
-__path__ = list(__path__)  # a normal package: shadows the slicer-core meta-package
 
 #: Fake Qt-side classes that PythonQt exposes in the ``slicer`` namespace.
 from ._qmrml import qMRMLNodeComboBox, qMRMLWidget, qSlicerWidget  # noqa: E402,F401
