@@ -6,6 +6,7 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+
 from L3LocatorLib.volume import LPS_TO_RAS, Volume
 
 #: Every axis permutation combined with every flip: 6 x 8 = 48 direction matrices.

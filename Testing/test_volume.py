@@ -149,3 +149,12 @@ def test_volume_properties():
         Volume(np.zeros((4, 4)), np.eye(4))
     with pytest.raises(InputError, match="invalid geometry"):
         Volume(np.zeros((4, 4, 4)), np.diag([1.0, 0.0, 1.0, 1.0]))
+
+
+def test_crop_slices_keeps_patient_positions():
+    direction = rotation((5.0, 0.0, 10.0))
+    volume = marker_volume((10, 12, 20), (1.0, 1.0, 2.0), direction, (4, 5, 13))
+    cropped = volume.crop_slices(8, 16)
+    assert cropped.array.shape[0] == 8
+    assert np.array_equal(cropped.array, volume.array[8:16])
+    assert np.allclose(cropped.ijk_to_ras_points((4, 5, 5)), volume.ijk_to_ras_points((4, 5, 13)))

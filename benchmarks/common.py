@@ -7,6 +7,7 @@ import time
 from typing import Callable
 
 import numpy as np
+
 from L3LocatorLib.volume import Volume
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import benchmark_ct, median_time  # noqa: E402
+
 from L3LocatorLib.projection import PreprocessConfig, project  # noqa: E402
 from L3LocatorLib.volume import read_volume, write_volume  # noqa: E402
 

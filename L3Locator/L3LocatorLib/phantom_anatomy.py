@@ -163,8 +163,6 @@ def build_anatomy(
             hw = (13.5 + 7.5 * frac ** 1.2) * s * jitter()
             hd = (9.5 + 5.0 * frac) * s * jitter()
         verts.append(Vertebra(name, kind, idx, h, disc, hw, hd, rib=(kind == "thoracic")))
-    if idx_l5 := 0:  # pragma: no cover - placeholder for readability
-        pass
     # L5/S1 disc a bit thinner, sacralised L5 has a rudimentary disc.
     verts[0].disc_below *= 0.9
     if lstv == "sacralised_L5":

@@ -128,6 +128,16 @@ class Volume:
         return ras @ self._ras_to_ijk[:3, :3].T + self._ras_to_ijk[:3, 3]
 
 
+    def crop_slices(self, k_start: int, k_stop: int) -> Volume:
+        """The slices ``k_start <= k < k_stop`` as a new Volume (a view; geometry kept exact)."""
+        k_start, k_stop = max(0, int(k_start)), min(self.array.shape[0], int(k_stop))
+        if k_stop - k_start < 1:
+            raise ValueError(f"empty slice range {k_start}..{k_stop}")
+        matrix = np.array(self.ijk_to_ras)
+        matrix[:3, 3] = self.ijk_to_ras_points((0.0, 0.0, float(k_start)))
+        return Volume(self.array[k_start:k_stop], matrix, self.name)
+
+
 # ---------------------------------------------------------------- SimpleITK I/O
 
 

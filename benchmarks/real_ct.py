@@ -1,0 +1,125 @@
+"""Accuracy on real CT: the shared development scans, whole and cut to harder fields of view.
+
+    python benchmarks/real_ct.py [--model JSON] [--data ../shared/data] [--qa-dir DIR]
+
+``real_skeleton_ct328.nrrd`` (TotalSegmentator data set, CC BY 4.0; a real
+patient's skeleton, everything else set to 0 HU) is validation-only: no model is
+ever trained on it. Besides the whole scan, it is cut to fields of view that
+published tools get wrong: no pelvis (counting must start from the ribs), no
+ribs (counting from the sacrum only), a tight window around L3, and two cuts
+without L3 (above it, below it), which must answer "not found".
+
+Per case: the status, the error of the chosen slice's S position against the L3
+centroid (mm), and whether that slice lies inside the L3 extent from
+``truth.json``. The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from L3LocatorLib.errors import L3LocatorError
+from L3LocatorLib.inference import load_model
+from L3LocatorLib.locate import locate
+from L3LocatorLib.qa import save_qa_png
+from L3LocatorLib.volume import Volume, read_volume
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    s_min: Optional[float]  #: keep slices whose centre S >= this (mm); None = no cut
+    s_max: Optional[float]
+    l3_expected: bool
+
+
+def cases_for(vertebrae: dict) -> list[Case]:
+    """Fields of view cut at levels taken from the scan's own vertebra extents."""
+    l2, l3, l4 = (vertebrae[n]["s_extent_mm"] for n in ("L2", "L3", "L4"))
+    return [
+        Case("whole scan", None, None, True),
+        Case("no pelvis (cut mid L4)", 0.5 * (l4[0] + l4[1]), None, True),
+        Case("no pelvis (cut at L3/L4)", l4[1] - 5.0, None, True),
+        Case("no ribs (cut at L1/L2)", None, l2[1] + 5.0, True),
+        Case("tight L2-L4", l4[0], l2[1], True),
+        Case("above L3 (L2 and up)", l3[1] + 8.0, None, False),
+        Case("below L3 (L4 and down)", None, l3[0] - 8.0, False),
+    ]
+
+
+def crop_s(volume: Volume, s_min: Optional[float], s_max: Optional[float]) -> Volume:
+    """Keep the slices whose centres lie in ``[s_min, s_max]`` (mm); k must run along S."""
+    k = np.arange(volume.array.shape[0])
+    s = volume.ijk_to_ras_points(np.stack([np.zeros_like(k), np.zeros_like(k), k], 1))[:, 2]
+    keep = np.ones_like(k, dtype=bool)
+    if s_min is not None:
+        keep &= s >= s_min
+    if s_max is not None:
+        keep &= s <= s_max
+    kept = np.flatnonzero(keep)
+    return volume.crop_slices(int(kept.min()), int(kept.max()) + 1)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", help="model JSON (default: the shipped model)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--qa-dir", type=Path)
+    args = parser.parse_args()
+    scan = args.data / "real_skeleton_ct328.nrrd"
+    if not scan.exists():
+        print(f"{scan} is not here; nothing to evaluate.", file=sys.stderr)
+        return 0
+    truth = json.loads((args.data / "truth.json").read_text())[scan.name]["vertebrae"]
+    l3_s = truth["L3"]["centroid_ras_mm"][2]
+    l3_low, l3_high = truth["L3"]["s_extent_mm"]
+    model = load_model(args.model, device="cpu")
+    volume = read_volume(scan)
+    rows = []
+    print(f"model {model.metadata.name} {model.metadata.version}; L3 centroid S {l3_s:.1f} mm, "
+          f"extent {l3_low:.1f}..{l3_high:.1f} mm")
+    print(f"{'case':28s} {'status':10s} {'conf':>5s} {'S mm':>7s} {'err mm':>7s}  verdict")
+    for case in cases_for(truth):
+        cropped = crop_s(volume, case.s_min, case.s_max)
+        try:
+            result = locate(cropped, model=model)
+        except L3LocatorError as error:
+            print(f"{case.name:28s} error: {error}")
+            rows.append({"case": case.name, "status": "error", "correct": False})
+            continue
+        error_mm = abs(result.s_mm - l3_s) if result.found else None
+        inside = result.found and l3_low <= result.s_mm <= l3_high
+        correct = inside if case.l3_expected else not result.found
+        verdict = "ok" if correct else "WRONG"
+        s_text = f"{result.s_mm:7.1f}" if result.found else "      -"
+        err_text = f"{error_mm:7.1f}" if error_mm is not None else "      -"
+        print(f"{case.name:28s} {result.status:10s} {result.confidence:5.2f} {s_text} "
+              f"{err_text}  {verdict}")
+        if result.atypical_anatomy:
+            print(f"{'':28s} note: {result.atypical_anatomy}")
+        if args.qa_dir:
+            slug = "".join(c if c.isalnum() else "_" for c in case.name)
+            save_qa_png(result, args.qa_dir / f"ct328_{slug}.png", title=f"ct328: {case.name}")
+        rows.append({
+            "case": case.name, "status": result.status, "confidence": round(result.confidence, 3),
+            "s_mm": result.s_mm, "error_mm": error_mm, "inside_l3": bool(inside),
+            "l3_expected": case.l3_expected, "correct": bool(correct),
+        })
+    n_correct = sum(r["correct"] for r in rows)
+    print(f"{n_correct}/{len(rows)} cases correct")
+    print(json.dumps({"scan": scan.name, "model": model.metadata.name, "correct": n_correct,
+                      "cases": len(rows), "rows": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
