@@ -24,7 +24,7 @@ from typing import Any, Optional, Sequence
 
 from . import __version__
 from .errors import L3LocatorError
-from .report import RowWriter, find_inputs, result_row
+from .report import RowWriter, find_inputs, result_row, scan_stem
 
 log = logging.getLogger("l3locator")
 
@@ -158,19 +158,11 @@ def _locate_one(
     qa_png = ""
     if args.qa_dir is not None:
         try:
-            target = args.qa_dir / f"{_stem(path)}_l3.png"
+            target = args.qa_dir / f"{scan_stem(path)}_l3.png"
             qa_png = str(save_qa_png(result, target, title=path.name))
         except OSError as error:
             log.warning("Could not write the QA picture for %s: %s", path, error)
     return result_row(str(path), result, qa_png=qa_png)
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 class _NoProgress:

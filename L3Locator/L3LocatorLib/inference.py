@@ -269,7 +269,9 @@ def resolve_device(device: str = "auto") -> str:
             try:
                 index = int(device.split(":", 1)[1])
             except ValueError as error:
-                raise DependencyError(f"Unknown device {device!r}; use cpu, gpu or gpu:N.") from error
+                raise DependencyError(
+                    f"Unknown device {device!r}; use cpu, gpu or gpu:N."
+                ) from error
         if not cuda_build:
             raise DependencyError(
                 "A GPU was requested, but the installed PaddlePaddle is the CPU-only build. "
@@ -340,7 +342,9 @@ _CACHE: dict[tuple[str, float, str], LoadedModel] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def load_model(json_path: str | os.PathLike[str] | None = None, device: str = "auto") -> LoadedModel:
+def load_model(
+    json_path: str | os.PathLike[str] | None = None, device: str = "auto"
+) -> LoadedModel:
     """Load a model from its JSON (None = the default model), cached per process.
 
     The cache key is (resolved path, modification time, device): editing or

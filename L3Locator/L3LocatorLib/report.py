@@ -13,7 +13,7 @@ from typing import Any, Iterable, Optional, Union
 
 from .errors import L3LocatorError
 from .result import STATUS_ERROR, L3Result
-from .volume import is_volume_file
+from .volume import VOLUME_SUFFIXES, is_volume_file
 
 #: Columns of a results file, in order. ``l3_ijk`` and ``l3_ras_mm`` hold JSON lists.
 ROW_FIELDS = (
@@ -103,6 +103,16 @@ def find_inputs(paths: Iterable[Union[str, os.PathLike[str]]]) -> list[Path]:
                 if is_volume_file(Path(name)):
                     add(folder_path / name)
     return found
+
+
+def scan_stem(path: Path) -> str:
+    """A scan's name without its image suffix (``ct.nii.gz`` -> ``ct``), for output files."""
+    name = Path(path).name
+    lower = name.lower()
+    for suffix in VOLUME_SUFFIXES:
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def _looks_like_dicom(path: Path) -> bool:

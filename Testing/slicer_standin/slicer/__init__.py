@@ -28,12 +28,11 @@ from __future__ import annotations
 import sys
 import types
 
+import slicer_core as _core
 import vtk  # noqa: F401  (real VTK, as in Slicer)
 from slicer_core import *  # noqa: F401,F403  (real MRML classes)
-import slicer_core as _core
 
 from . import _standin
-
 
 #: Fake Qt-side classes that PythonQt exposes in the ``slicer`` namespace.
 from ._qmrml import qMRMLNodeComboBox, qMRMLWidget, qSlicerWidget  # noqa: E402,F401

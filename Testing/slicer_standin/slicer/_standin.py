@@ -167,16 +167,17 @@ def pip_install(requirements, **kwargs):
 
 # ------------------------------------------------------------------ data I/O
 
-def loadNodeFromFile(filename, filetype=None, properties={}, returnNode=False):
+def loadNodeFromFile(filename, filetype=None, properties=None, returnNode=False):
     """Like Slicer's (which asks qSlicerCoreIOManager), for volumes: the IO manager's
     volume reader (qSlicerVolumesReader) calls vtkSlicerVolumesLogic.AddArchetypeVolume
     with these loading options; so does this."""
-    import slicer
     import vtk
+
+    import slicer
 
     if filetype not in (None, "VolumeFile"):
         raise RuntimeError(f"stand-in loadNodeFromFile: file type {filetype} is not supported")
-    properties = dict(properties)
+    properties = dict(properties or {})
     filename = str(filename)
     name = properties.get("name") or _nodeNameFromFile(filename)
     options = 0
@@ -203,11 +204,11 @@ def loadNodeFromFile(filename, filetype=None, properties={}, returnNode=False):
     return node
 
 
-def loadVolume(filename, properties={}, returnNode=False):
+def loadVolume(filename, properties=None, returnNode=False):
     return loadNodeFromFile(filename, "VolumeFile", properties, returnNode)
 
 
-def saveNode(node, filename, properties={}):
+def saveNode(node, filename, properties=None):
     """Like Slicer's: writes one node with its default storage node's writer."""
     storage = node.GetStorageNode()
     if storage is None or not storage.SupportedFileType(str(filename)):

@@ -66,7 +66,8 @@ class _Parameter:
             args = [a for a in typing.get_args(self.type) if a is not type(None)]
             self.type = args[0]
         if not (_isNodeType(self.type) or self.type in (bool, int, float, str, pathlib.Path)):
-            raise TypeError(f"stand-in parameterNodeWrapper: unsupported type {self.type} for {name}")
+            raise TypeError(
+                f"stand-in parameterNodeWrapper: unsupported type {self.type} for {name}")
         default = next((a.value for a in self.annotations if isinstance(a, Default)), None)
         if hasClassDefault:
             default = classDefault
@@ -90,12 +91,17 @@ class _Parameter:
     def write(self, node, value):
         if _isNodeType(self.type):
             if value is not None and not value.IsA(self.type.__name__):
-                raise ValueError(f"{self.name}: {value.GetClassName()} is not a {self.type.__name__}")
+                raise ValueError(
+                    f"{self.name}: {value.GetClassName()} is not a {self.type.__name__}")
             node.SetNodeReferenceID(self.name, value.GetID() if value is not None else None)
             return
         value = self.type(value)
         self.validate(value)
-        node.SetParameter(self.name, str(value) if self.type is not bool else ("True" if value else "False"))
+        if self.type is bool:
+            text = "True" if value else "False"
+        else:
+            text = str(value)
+        node.SetParameter(self.name, text)
 
     def read(self, node):
         if _isNodeType(self.type):
@@ -162,7 +168,10 @@ def _processClass(cls):
 
     def connectGui(self, gui):
         widgets = {}
-        candidates = gui.findChildren() if hasattr(gui, "findChildren") else list(vars(gui).values())
+        if hasattr(gui, "findChildren"):
+            candidates = gui.findChildren()
+        else:
+            candidates = list(vars(gui).values())
         for widget in candidates:
             paramName = widget.property(SlicerParameterNamePropertyName) if hasattr(
                 widget, "property") else None

@@ -1,0 +1,712 @@
+"""L3 Locator: 3D Slicer module that finds the third lumbar vertebra (L3) in a CT.
+
+Thin by design: the widget and logic convert the volume node to the pure
+``L3LocatorLib.volume.Volume`` type, call ``L3LocatorLib.locate.locate`` and turn the
+``L3Result`` into a markups point, slice-view jumps and the panel's read-outs. All
+the algorithm lives in ``L3LocatorLib`` (no Slicer import there). Every Slicer call
+made here is listed, with where Slicer defines it, in ``SLICER_CALLS.md``.
+
+Runs on Slicer 5.6 and later (Python 3.9 + numpy 1.26 up to Python 3.12 + numpy 2).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+from typing import Annotated, Any, Optional
+
+import qt
+import slicer
+import vtk
+from slicer import vtkMRMLScalarVolumeNode
+from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+# The library sits beside this file (installed the same way by the extension build).
+_MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
+if _MODULE_DIR not in sys.path:
+    sys.path.insert(0, _MODULE_DIR)
+
+from L3LocatorLib.errors import DependencyError, InputError  # noqa: E402
+from L3LocatorLib.result import L3Result  # noqa: E402
+from L3LocatorLib.volume import Volume  # noqa: E402
+
+#: Attribute on the point lists this module makes: the ID of the volume they belong to.
+VOLUME_ID_ATTRIBUTE = "L3Locator.VolumeNodeID"
+POINT_LABEL = "L3"
+#: Paddle's own package index for CUDA builds of PaddlePaddle 3
+#: (PyPI only has the old 2.6 GPU build, which breaks on numpy 2).
+PADDLE_CUDA_INDEX = "https://www.paddlepaddle.org.cn/packages/stable/{tag}/"
+#: (minimum driver CUDA version, wheel tag), newest first.
+PADDLE_CUDA_BUILDS = (((12, 6), "cu126"), ((11, 8), "cu118"))
+PADDLE_DISTRIBUTIONS = ("paddlepaddle", "paddlepaddle-gpu")
+DEVICE_CHOICES = ("auto", "cpu", "gpu")
+VIEW_CHOICES = ("both", "frontal", "sagittal")
+
+
+#
+# L3Locator
+#
+
+
+class L3Locator(ScriptedLoadableModule):
+    """Module description shown by Slicer (help, contributors, acknowledgement)."""
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "L3 Locator"
+        self.parent.categories = ["Quantification"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["L3Locator contributors"]
+        self.parent.helpText = """
+Finds the third lumbar vertebra (L3) in a CT scan, the level at which body composition
+(skeletal muscle, visceral and subcutaneous fat) is measured.
+<p>Select a CT volume and click <b>Locate L3</b>. A neural network reads two maximum
+intensity projections of the scan (frontal and sagittal) and finds the L3 level.</p>
+<p>The point <b>L3</b> it places is at the L3 vertebral body, at the level of the middle
+of the L3 pedicles (level with the top edge of the transverse processes), the landmark
+of the method this module follows (Kanavati et al. 2020). The panel shows:
+<ul>
+<li><b>Slice</b>: the index of the axial slice through that point (counted along the
+volume's own slice axis, from 0), the slice used for body composition;</li>
+<li><b>Position</b>: its superior-inferior (S) coordinate in mm;</li>
+<li><b>Confidence</b>: 0 to 1; low values mean the scan looks unusual to the model,
+check the level by counting the vertebrae;</li>
+<li>the two projections with the predicted level drawn on them, to check at a glance.</li>
+</ul>
+When L3 is not in the scan (a chest-only CT, for example) no point is placed and the
+panel says so. Always review the level before using it: vertebral counting is hard
+with transitional vertebrae or 11 or 13 pairs of ribs.</p>
+<p>The same logic runs from the Python console
+(<code>L3LocatorLogic().locate(volumeNode)</code>) and in batch
+(<code>Scripts/locate_l3.py</code>).</p>
+"""
+        self.parent.acknowledgementText = """
+Based on the method of Kanavati F. et al., "Automatic L3 slice detection in 3D CT images
+using fully-convolutional networks" (2020), and its PaddlePaddle port. Built with
+3D Slicer (www.slicer.org) and PaddlePaddle.
+"""
+
+
+#
+# Parameter node
+#
+
+
+@parameterNodeWrapper
+class L3LocatorParameterNode:
+    """What the module's panel remembers in the scene.
+
+    inputVolume: the CT to search. modelPath: a model's metadata JSON, empty for the
+    shipped model. device: where the network runs. views: which projection(s) answer.
+    createPoint: place (or update) the ``L3`` point.
+    """
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    modelPath: str = ""
+    device: Annotated[str, Choice(list(DEVICE_CHOICES))] = "auto"
+    views: Annotated[str, Choice(list(VIEW_CHOICES))] = "both"
+    createPoint: bool = True
+
+
+#
+# L3LocatorWidget
+#
+
+
+class L3LocatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The module panel: input, Locate L3, results, QA picture, advanced options."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._lastResult: Optional[L3Result] = None
+        self._lastVolumeNode = None
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/L3Locator.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+
+        self.logic = L3LocatorLogic()
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+        self.ui.locateButton.connect("clicked(bool)", self.onLocateButton)
+        self.ui.jumpButton.connect("clicked(bool)", self.onJumpButton)
+        self.ui.inputSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onInputChanged)
+        self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.onModelPathChanged)
+
+        self.clearResults()
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(
+                self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.setParameterNode(None)
+        self.clearResults()
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if firstVolumeNode and not firstVolumeNode.IsA("vtkMRMLLabelMapVolumeNode"):
+                self._parameterNode.inputVolume = firstVolumeNode
+
+    def setParameterNode(self, inputParameterNode: Optional[L3LocatorParameterNode]) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(
+                self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self.ui.modelPathLineEdit.currentPath = self._parameterNode.modelPath
+        self._checkCanApply()
+
+    def _checkCanApply(self, caller=None, event=None) -> None:
+        if self._parameterNode and self._parameterNode.inputVolume:
+            self.ui.locateButton.toolTip = "Find L3 in the selected CT volume."
+            self.ui.locateButton.enabled = True
+        else:
+            self.ui.locateButton.toolTip = "Select a CT volume first."
+            self.ui.locateButton.enabled = False
+
+    def onModelPathChanged(self, path) -> None:
+        if self._parameterNode:
+            self._parameterNode.modelPath = str(path or "")
+
+    def onInputChanged(self, node=None) -> None:
+        if node is not self._lastVolumeNode:
+            self.clearResults()
+
+    # ------------------------------------------------------------ results
+
+    def clearResults(self) -> None:
+        self._lastResult = None
+        self._lastVolumeNode = None
+        for label in (self.ui.sliceValueLabel, self.ui.positionValueLabel,
+                      self.ui.confidenceValueLabel):
+            label.text = "-"
+        self.ui.statusLabel.text = ""
+        self.ui.qaImageLabel.clear()
+        self.ui.qaImageLabel.text = "The two projections with the L3 level appear here."
+        self.ui.jumpButton.enabled = False
+        self.ui.jumpButton.toolTip = "Locate L3 first."
+
+    def onLocateButton(self) -> None:
+        """Run the search on the selected volume; errors go to Slicer's error dialog."""
+        params = self._parameterNode
+        volumeNode = params.inputVolume if params else None
+        self.clearResults()
+        self.ui.statusLabel.text = "Locating L3..."
+        slicer.util.showStatusMessage("L3 Locator: locating L3...")
+        slicer.app.processEvents()
+        try:
+            with slicer.util.tryWithErrorDisplay(
+                    "L3 Locator could not locate L3.", waitCursor=True):
+                self.logic.ensureDependencies(interactive=True)
+                result = self.logic.locate(
+                    volumeNode,
+                    createPoint=params.createPoint,
+                    model=params.modelPath or None,
+                    device=params.device,
+                    views=params.views,
+                )
+                self.showResult(volumeNode, result)
+        except Exception as error:  # already shown in a dialog by tryWithErrorDisplay
+            logging.debug("L3 Locator failed", exc_info=True)
+            self.ui.statusLabel.text = f"Failed: {error}"
+            slicer.util.showStatusMessage("L3 Locator failed; see the error message.", 5000)
+
+    def showResult(self, volumeNode, result: L3Result) -> None:
+        self._lastResult = result
+        self._lastVolumeNode = volumeNode
+        if result.found:
+            axis = result.slice_axis if result.slice_axis is not None else 2
+            slice_text = str(result.slice_index)
+            if axis != 2:
+                slice_text += f" (along the volume's {'IJK'[axis]} axis)"
+            self.ui.sliceValueLabel.text = slice_text
+            self.ui.positionValueLabel.text = f"S = {result.s_mm:.1f} mm"
+            self.ui.confidenceValueLabel.text = f"{result.confidence:.2f}"
+            status = result.message or "L3 found."
+            if result.atypical_anatomy:
+                status += f" Check the level: {result.atypical_anatomy}"
+            self.ui.jumpButton.enabled = True
+            self.ui.jumpButton.toolTip = "Show the L3 slice in the slice views."
+            summary = f"L3 at slice {result.slice_index} (S = {result.s_mm:.1f} mm)"
+        else:
+            self.ui.confidenceValueLabel.text = f"{result.confidence:.2f}"
+            status = result.message or "L3 is not in the field of view of this scan."
+            status += " No point was placed."
+            summary = "L3 not found"
+        self.ui.statusLabel.text = status
+        self.showQaPicture(volumeNode, result)
+        slicer.util.showStatusMessage(f"L3 Locator: {summary}.", 5000)
+
+    def showQaPicture(self, volumeNode, result: L3Result) -> None:
+        try:
+            from L3LocatorLib.qa import save_qa_png
+
+            path = os.path.join(slicer.app.temporaryPath, f"L3Locator-QA-{volumeNode.GetID()}.png")
+            save_qa_png(result, path, title=volumeNode.GetName())
+            pixmap = qt.QPixmap(path)
+            if pixmap.width() > 400:
+                pixmap = pixmap.scaledToWidth(400, qt.Qt.SmoothTransformation)
+            self.ui.qaImageLabel.text = ""
+            self.ui.qaImageLabel.setPixmap(pixmap)
+            self.ui.qaImageLabel.toolTip = path
+        except Exception as error:  # the answer stands without its picture
+            logging.warning("L3 Locator: no QA picture: %s", error)
+            self.ui.qaImageLabel.text = f"QA picture not available ({error})."
+
+    def onJumpButton(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Could not jump to L3."):
+            if self._lastResult is not None and self._lastResult.found:
+                self.logic.jumpToPoint(self._lastResult, self.logic.lastPointListNode)
+
+
+#
+# L3LocatorLogic
+#
+
+
+class L3LocatorLogic(ScriptedLoadableModuleLogic):
+    """Everything the module does, usable without the panel (Python console, batch)::
+
+        logic = L3LocatorLogic()
+        result = logic.locate(slicer.util.getNode("CT"))
+        print(result.slice_index, result.l3_ras_mm, result.confidence)
+    """
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        #: the point list made or updated by the last ``locate`` (None when none)
+        self.lastPointListNode = None
+
+    def getParameterNode(self):
+        return L3LocatorParameterNode(super().getParameterNode())
+
+    # ------------------------------------------------------------ node -> Volume
+
+    @staticmethod
+    def volumeFromNode(volumeNode) -> Volume:
+        """The CT of a scalar volume node as a ``Volume`` in world RAS.
+
+        The voxels are a read-only view of the node's (no copy, never written). The
+        matrix is the node's IJK->RAS composed with its parent transforms to world.
+        Non-linear parent transforms are refused: hardening one resamples the CT into
+        a new image, a decision for the user (Transforms module, Harden transform).
+        """
+        if volumeNode is None:
+            raise InputError("No volume is selected. Select a CT volume.")
+        name = volumeNode.GetName() or "The volume"
+        if not volumeNode.IsA("vtkMRMLScalarVolumeNode") or volumeNode.IsA(
+                "vtkMRMLLabelMapVolumeNode"):
+            raise InputError(
+                f"{name} is a {volumeNode.GetClassName()}, not a scalar (grey-scale) volume. "
+                "Select the CT image itself, not a segmentation or label map."
+            )
+        imageData = volumeNode.GetImageData()
+        if imageData is None or imageData.GetPointData() is None or \
+                imageData.GetPointData().GetScalars() is None:
+            raise InputError(f"{name} holds no voxel data. Load the CT again.")
+        if imageData.GetNumberOfScalarComponents() != 1:
+            raise InputError(
+                f"{name} has {imageData.GetNumberOfScalarComponents()} values per voxel "
+                "(colour or vector data); a grey-scale CT volume is needed."
+            )
+        array = slicer.util.arrayFromVolume(volumeNode)
+        ijkToRas = vtk.vtkMatrix4x4()
+        volumeNode.GetIJKToRASMatrix(ijkToRas)
+        matrix = slicer.util.arrayFromVTKMatrix(ijkToRas)
+        transformNode = volumeNode.GetParentTransformNode()
+        if transformNode is not None:
+            if not transformNode.IsTransformToWorldLinear():
+                raise InputError(
+                    f"{name} is under a non-linear (warping) transform "
+                    f"({transformNode.GetName()}). Harden the transform on the volume "
+                    "(Transforms module) or remove it, then locate L3 again."
+                )
+            toWorld = vtk.vtkMatrix4x4()
+            transformNode.GetMatrixTransformToWorld(toWorld)
+            matrix = slicer.util.arrayFromVTKMatrix(toWorld) @ matrix
+        return Volume(array, matrix, name=name)
+
+    # ------------------------------------------------------------ locate
+
+    def locate(self, volumeNode, createPoint: bool = True, model: Any = None,
+               device: str = "auto", views: str = "both", pointListNode=None,
+               jump: bool = True, **opts) -> L3Result:
+        """Find L3 in ``volumeNode`` and (``createPoint``) place the ``L3`` point.
+
+        Args:
+            volumeNode: a CT scalar volume node, any geometry, possibly under a linear
+                transform. Never modified.
+            createPoint: add or update the point list of this volume (one locked point
+                labelled ``L3``); when L3 is not found, no point is placed and a point
+                left by an earlier run on this volume is removed.
+            model: a model's metadata JSON path, a loaded model, or None (shipped model).
+            device: "auto", "cpu" or "gpu". views: "both", "frontal" or "sagittal".
+            pointListNode: the point list to update (default: the one this module
+                made for this volume, or a new one).
+            jump: centre the slice views on the point.
+            opts: passed on to ``L3LocatorLib.locate.locate``.
+
+        Returns the ``L3Result``; raises ``L3LocatorError`` subclasses with messages for
+        the user (not a CT, model missing, PaddlePaddle missing...).
+        """
+        from L3LocatorLib.locate import locate as locateVolume
+
+        volume = self.volumeFromNode(volumeNode)
+        logging.info("L3 Locator: locating L3 in %s", volume.name)
+        result = locateVolume(volume, model=model, device=device, views=views, **opts)
+        self.lastPointListNode = None
+        if result.found:
+            logging.info("L3 Locator: %s: slice %s, RAS %s, confidence %.2f", volume.name,
+                         result.slice_index, result.l3_ras_mm, result.confidence)
+            if createPoint:
+                self.lastPointListNode = self.placePoint(volumeNode, result, pointListNode)
+            if jump:
+                self.jumpToPoint(result, self.lastPointListNode)
+        else:
+            logging.info("L3 Locator: %s: %s", volume.name, result.message)
+            if createPoint:
+                self.removeStalePoint(volumeNode, pointListNode)
+        return result
+
+    def findPointList(self, volumeNode):
+        """The point list this module made for ``volumeNode``, or None."""
+        for index in range(slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLMarkupsFiducialNode")):
+            node = slicer.mrmlScene.GetNthNodeByClass(index, "vtkMRMLMarkupsFiducialNode")
+            if node.GetAttribute(VOLUME_ID_ATTRIBUTE) == volumeNode.GetID():
+                return node
+        return None
+
+    def placePoint(self, volumeNode, result: L3Result, pointListNode=None):
+        """Add or update the point list of ``volumeNode`` with one locked point ``L3``
+        at ``result.l3_ras_mm`` (world RAS). Returns the point list node."""
+        node = pointListNode or self.findPointList(volumeNode)
+        if node is None:
+            node = slicer.mrmlScene.AddNewNodeByClass(
+                "vtkMRMLMarkupsFiducialNode",
+                slicer.mrmlScene.GenerateUniqueName(f"{volumeNode.GetName()} L3"))
+            node.CreateDefaultDisplayNodes()
+            node.SetAttribute(VOLUME_ID_ATTRIBUTE, volumeNode.GetID())
+        model = " ".join(filter(None, (result.model_name, result.model_version))) or "unknown"
+        description = (f"Third lumbar vertebra (L3): slice {result.slice_index}, "
+                       f"S = {result.s_mm:.1f} mm, confidence {result.confidence:.2f}, "
+                       f"model {model}")
+        if result.atypical_anatomy:
+            description += f". Check: {result.atypical_anatomy}"
+        wasModified = node.StartModify()
+        try:
+            node.SetLocked(False)
+            node.RemoveAllControlPoints()
+            r, a, s = (float(v) for v in result.l3_ras_mm)
+            index = node.AddControlPointWorld(vtk.vtkVector3d(r, a, s), POINT_LABEL)
+            node.SetNthControlPointLabel(index, POINT_LABEL)
+            node.SetNthControlPointDescription(index, description)
+            node.SetNthControlPointLocked(index, True)
+            node.SetLocked(True)
+        finally:
+            node.EndModify(wasModified)
+        return node
+
+    def removeStalePoint(self, volumeNode, pointListNode=None) -> None:
+        """L3 not found: a point from an earlier run on this volume would mislead."""
+        node = pointListNode or self.findPointList(volumeNode)
+        if node is not None and node.GetNumberOfControlPoints() > 0:
+            logging.info("L3 Locator: removing the earlier L3 point of %s", volumeNode.GetName())
+            node.SetLocked(False)
+            node.RemoveAllControlPoints()
+            node.SetLocked(True)
+
+    def jumpToPoint(self, result: L3Result, pointListNode=None) -> None:
+        """Centre all slice views on the point (its current world position if it exists)."""
+        if pointListNode is not None and pointListNode.GetNumberOfControlPoints() > 0:
+            position = [0.0, 0.0, 0.0]
+            pointListNode.GetNthControlPointPositionWorld(0, position)
+        else:
+            position = [float(v) for v in result.l3_ras_mm]
+        slicer.modules.markups.logic().JumpSlicesToLocation(
+            position[0], position[1], position[2], True)
+
+    # ------------------------------------------------------------ dependencies
+
+    @staticmethod
+    def requirementsPath() -> str:
+        return os.path.join(_MODULE_DIR, "Resources", "requirements.txt")
+
+    @classmethod
+    def requirements(cls) -> list[str]:
+        with open(cls.requirementsPath(), encoding="utf-8") as stream:
+            return [line.split("#")[0].strip() for line in stream
+                    if line.split("#")[0].strip() and not line.strip().startswith("-")]
+
+    @staticmethod
+    def missingRequirements(requirements: list[str]) -> list[str]:
+        """The requirements not satisfied in this Python (PaddlePaddle counts when either
+        its CPU or its CUDA build is installed)."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        missing = []
+        for requirement in requirements:
+            name, specifier = _splitRequirement(requirement)
+            names = PADDLE_DISTRIBUTIONS if name.lower() in PADDLE_DISTRIBUTIONS else (name,)
+            satisfied = False
+            for candidate in names:
+                try:
+                    installed = version(candidate)
+                except PackageNotFoundError:
+                    continue
+                satisfied = _versionSatisfies(installed, specifier)
+                if satisfied:
+                    break
+            if not satisfied:
+                missing.append(requirement)
+        return missing
+
+    @staticmethod
+    def nvidiaCudaVersion() -> Optional[tuple[int, int]]:
+        """The CUDA version the NVIDIA driver supports, or None without an NVIDIA GPU."""
+        smi = shutil.which("nvidia-smi")
+        if not smi:
+            return None
+        try:
+            output = subprocess.run([smi], capture_output=True, text=True, timeout=15).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+        match = re.search(r"CUDA Version:\s*(\d+)\.(\d+)", output or "")
+        return (int(match.group(1)), int(match.group(2))) if match else None
+
+    @staticmethod
+    def paddleInstallArgs(paddleRequirement: str, cuda: Optional[tuple[int, int]]) -> list[str]:
+        """pip arguments for PaddlePaddle: the CUDA build from Paddle's index when the
+        driver supports one, else the CPU build from PyPI."""
+        _, specifier = _splitRequirement(paddleRequirement)
+        if cuda is not None:
+            for minimum, tag in PADDLE_CUDA_BUILDS:
+                if cuda >= minimum:
+                    return [f"paddlepaddle-gpu{specifier}", "--extra-index-url",
+                            PADDLE_CUDA_INDEX.format(tag=tag)]
+            logging.warning("L3 Locator: the NVIDIA driver supports CUDA %d.%d only; "
+                            "installing the CPU build of PaddlePaddle.", *cuda)
+        return [f"paddlepaddle{specifier}"]
+
+    def ensureDependencies(self, interactive: bool = True, install: bool = False) -> bool:
+        """Make sure the Python packages in ``Resources/requirements.txt`` are installed.
+
+        interactive (the panel): ask the user first, with ``slicer.packaging.pip_ensure``
+        on Slicer versions that have it, else a confirmation dialog and
+        ``slicer.util.pip_install``. With an NVIDIA GPU, PaddlePaddle's CUDA build is
+        installed from Paddle's own index. Nothing is installed in testing mode.
+        Non-interactive (batch): installs only when ``install`` is True, otherwise
+        raises ``DependencyError`` naming what is missing.
+
+        Returns True when everything is installed. Raises ``DependencyError`` when the
+        user declines or the installation did not succeed.
+        """
+        missing = self.missingRequirements(self.requirements())
+        if not missing:
+            return True
+        paddle = [r for r in missing if _splitRequirement(r)[0].lower() in PADDLE_DISTRIBUTIONS]
+        others = [r for r in missing if r not in paddle]
+        cuda = self.nvidiaCudaVersion() if paddle else None
+        installs = ([others] if others else []) + (
+            [self.paddleInstallArgs(paddle[0], cuda)] if paddle else [])
+        listing = "\n".join(f"- {' '.join(args)}" for args in installs)
+        if not interactive:
+            if not install:
+                raise DependencyError(
+                    "L3 Locator needs Python packages that are not installed:\n" + listing +
+                    "\nRun again with --install-dependencies, or install them with Slicer's "
+                    "Python (PythonSlicer -m pip install ...)."
+                )
+            for args in installs:
+                slicer.util.pip_install(args)
+        elif slicer.app.testingEnabled():
+            logging.info("Testing mode: not installing %s", missing)
+            return False
+        else:
+            packaging = _slicerPackaging()
+            if packaging is not None and not (paddle and cuda):
+                try:
+                    packaging.pip_ensure(missing, requester="L3 Locator")
+                except RuntimeError as error:
+                    raise DependencyError(
+                        "L3 Locator cannot run without these Python packages:\n" + listing +
+                        f"\n({error})") from None
+            else:
+                text = ("L3 Locator needs these Python packages, which are not installed:\n"
+                        + listing + "\n\nInstall them now? This changes Slicer's Python "
+                        "environment and downloads about 100-500 MB.")
+                if paddle and cuda:
+                    text += (f"\n\nAn NVIDIA GPU was found (CUDA {cuda[0]}.{cuda[1]}): the CUDA "
+                             "build of PaddlePaddle will be installed from Paddle's own package "
+                             "index, not PyPI.")
+                title = "L3 Locator - Install Python packages"
+                if not slicer.util.confirmOkCancelDisplay(text, title):
+                    raise DependencyError(
+                        "L3 Locator cannot run without these Python packages:\n" + listing)
+                with slicer.util.WaitCursor():
+                    for args in installs:
+                        slicer.util.pip_install(args)
+        still = self.missingRequirements(missing)
+        if still:
+            raise DependencyError(
+                "These Python packages could not be installed: " + ", ".join(still) +
+                ". See the Python console for pip's messages; restarting Slicer may help.")
+        return True
+
+
+def _slicerPackaging():
+    """``slicer.packaging`` when this Slicer has ``pip_ensure`` (5.10+), else None."""
+    try:
+        import slicer.packaging as packaging
+    except ImportError:
+        return None
+    return packaging if hasattr(packaging, "pip_ensure") else None
+
+
+def _splitRequirement(requirement: str) -> tuple[str, str]:
+    """"paddlepaddle>=3.0" -> ("paddlepaddle", ">=3.0")."""
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(.*)", requirement.split(";")[0])
+    if not match:
+        return requirement.strip(), ""
+    return match.group(1), match.group(2).strip()
+
+
+def _versionSatisfies(installed: str, specifier: str) -> bool:
+    if not specifier:
+        return True
+    try:
+        from packaging.specifiers import SpecifierSet
+    except ImportError:  # without `packaging`, presence is enough
+        return True
+    return SpecifierSet(specifier).contains(installed, prereleases=True)
+
+
+#
+# L3LocatorTest
+#
+
+
+class L3LocatorTest(ScriptedLoadableModuleTest):
+    """Self test, run inside Slicer with no download: synthetic CT phantoms."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_GeometryRoundTrip()
+        self.setUp()
+        self.test_PhantomWithL3()
+        self.setUp()
+        self.test_PhantomWithoutL3()
+
+    def _dependenciesReady(self) -> bool:
+        logic = L3LocatorLogic()
+        missing = logic.missingRequirements(logic.requirements())
+        if missing:
+            self.delayDisplay(f"Skipped: PaddlePaddle and friends are not installed ({missing})")
+            return False
+        return True
+
+    def _phantomNode(self, preset: str, seed: int, name: str):
+        import numpy as np
+
+        from L3LocatorLib.phantom import make_phantom
+
+        volume, truth = make_phantom(seed, preset=preset)
+        node = slicer.util.addVolumeFromArray(np.array(volume.array), volume.ijk_to_ras, name)
+        return node, truth
+
+    def test_GeometryRoundTrip(self):
+        """The node's IJK->RAS (with a parent transform) reaches the Volume exactly."""
+        import numpy as np
+
+        self.delayDisplay("Node to Volume geometry")
+        ijkToRas = np.array([[0, -0.8, 0, 10], [0.7, 0, 0, -20], [0, 0, 2.5, 30], [0, 0, 0, 1.0]])
+        node = slicer.util.addVolumeFromArray(np.zeros((4, 5, 6), dtype=np.int16), ijkToRas, "g")
+        transform = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "t")
+        toParent = np.eye(4)
+        toParent[:3, 3] = [5, 6, 7]
+        transform.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(toParent))
+        node.SetAndObserveTransformNodeID(transform.GetID())
+        volume = L3LocatorLogic.volumeFromNode(node)
+        self.assertTrue(np.allclose(volume.ijk_to_ras, toParent @ ijkToRas))
+        self.assertEqual(volume.array.shape, (4, 5, 6))
+
+    def test_PhantomWithL3(self):
+        self.delayDisplay("Phantom with L3")
+        if not self._dependenciesReady():
+            return
+        import numpy as np
+
+        node, truth = self._phantomNode("abdomen", 3, "PhantomAbdomen")
+        before = np.array(slicer.util.arrayFromVolume(node))
+        logic = L3LocatorLogic()
+        result = logic.locate(node)
+        self.assertTrue(result.found, result.message)
+        pointList = logic.lastPointListNode
+        self.assertIsNotNone(pointList)
+        self.assertEqual(pointList.GetNumberOfControlPoints(), 1)
+        self.assertEqual(pointList.GetNthControlPointLabel(0), POINT_LABEL)
+        position = [0.0, 0.0, 0.0]
+        pointList.GetNthControlPointPositionWorld(0, position)
+        # the point's level lies within L3 (with 5 mm to spare) and near its body centre
+        self.assertGreaterEqual(position[2], truth.l3_bottom_s_mm - 5.0)
+        self.assertLessEqual(position[2], truth.l3_top_s_mm + 5.0)
+        self.assertLess(float(np.linalg.norm(np.subtract(position, truth.l3_centre_ras))), 30.0)
+        self.assertTrue(np.array_equal(before, slicer.util.arrayFromVolume(node)))
+        self.delayDisplay("Test passed: L3 point within tolerance")
+
+    def test_PhantomWithoutL3(self):
+        self.delayDisplay("Phantom without L3 (chest)")
+        if not self._dependenciesReady():
+            return
+        node, truth = self._phantomNode("chest", 5, "PhantomChest")
+        self.assertFalse(truth.l3_in_fov)
+        logic = L3LocatorLogic()
+        count = slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLMarkupsFiducialNode")
+        result = logic.locate(node)
+        self.assertFalse(result.found)
+        self.assertIsNone(logic.lastPointListNode)
+        self.assertEqual(
+            slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLMarkupsFiducialNode"), count)
+        self.delayDisplay("Test passed: no point without L3")

@@ -1,0 +1,213 @@
+"""Find L3 in a batch of CT scans inside 3D Slicer, without its window.
+
+    Slicer --no-main-window --python-script L3Locator/Scripts/locate_l3.py -- \\
+        --input DIR_OR_FILES [...] --output results.csv [--qa-dir DIR] [--save-scene DIR] \\
+        [--model JSON] [--device auto|cpu|gpu] [--views both|frontal|sagittal] [--resume] \\
+        [--install-dependencies]
+
+Each scan (NIfTI, NRRD, MHA file or DICOM series folder) is loaded with Slicer's volume
+reader, searched by the module's logic (``L3LocatorLogic.locate``), and written as one
+row of the results file: the same rows as the ``l3locator`` command, made by the same
+code (``L3LocatorLib.report``). A scan that cannot be read or searched gets an
+``error`` row and the batch goes on. ``--save-scene DIR`` writes each volume with its
+L3 point (``<name>.nrrd`` + ``<name>_L3.mrk.json``).
+
+Exit status (as ``l3locator``): 0 when no scan errored, 1 when any did, 2 on bad usage
+or missing Python packages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+MODULE_DIR = Path(__file__).resolve().parent.parent
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("l3locator.slicer")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="locate_l3.py",
+        description="Find the third lumbar vertebra (L3) in CT scans, in 3D Slicer.")
+    parser.add_argument("--input", nargs="+", required=True, metavar="PATH",
+                        help="CT files, DICOM series folders, or folders to search")
+    parser.add_argument("--output", type=Path, required=True,
+                        help="results file, .csv or .jsonl, written as it goes")
+    parser.add_argument("--qa-dir", type=Path, help="write a QA picture (PNG) per scan here")
+    parser.add_argument("--save-scene", type=Path, metavar="DIR",
+                        help="write each volume and its L3 point here")
+    parser.add_argument("--model", help="model metadata JSON (default: the shipped model)")
+    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    parser.add_argument("--views", choices=("both", "frontal", "sagittal"), default="both")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip scans already in --output (continue an interrupted run)")
+    parser.add_argument("--install-dependencies", action="store_true",
+                        help="install missing Python packages (PaddlePaddle) without asking")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    return parser
+
+
+def _scriptArgs(argv: Optional[Sequence[str]]) -> list[str]:
+    """Slicer passes what follows the script path; drop the ``--`` separator."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "--":
+        args = args[1:]
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(_scriptArgs(argv))
+    except SystemExit as stop:  # argparse: usage error or --help
+        return EXIT_USAGE if stop.code else EXIT_OK
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.output.suffix.lower() not in (".csv", ".jsonl"):
+        print("--output must end in .csv or .jsonl", file=sys.stderr)
+        return EXIT_USAGE
+    if str(MODULE_DIR) not in sys.path:
+        sys.path.insert(0, str(MODULE_DIR))
+
+    from L3Locator import L3LocatorLogic
+    from L3LocatorLib.errors import L3LocatorError
+    from L3LocatorLib.report import RowWriter, find_inputs
+
+    logic = L3LocatorLogic()
+    try:
+        logic.ensureDependencies(interactive=False, install=args.install_dependencies)
+    except L3LocatorError as error:
+        print(str(error), file=sys.stderr)
+        return EXIT_USAGE
+
+    writer = RowWriter(args.output, resume=args.resume)
+    inputs = [p for p in find_inputs(args.input) if str(p) not in writer.done]
+    if not inputs:
+        print("No scans to process.", file=sys.stderr)
+        return EXIT_OK
+
+    model, modelError = None, None
+    try:
+        from L3LocatorLib.inference import load_model
+
+        model = load_model(args.model, device=args.device)
+    except L3LocatorError as error:  # reported in every row, as the command does
+        modelError = error
+
+    anyError = False
+    for number, path in enumerate(inputs, start=1):
+        log.info("[%d/%d] %s", number, len(inputs), path)
+        row = locateOne(logic, path, model, modelError, args)
+        anyError |= row["status"] == "error"
+        writer.write(row)
+        print(f"{path}: {row['status']} {row.get('message') or ''}".rstrip(), flush=True)
+    return EXIT_SOME_FAILED if anyError else EXIT_OK
+
+
+def locateOne(logic, path: Path, model, modelError, args) -> dict:
+    """One scan -> one results row; the scene is left as it was found."""
+    import slicer
+
+    from L3LocatorLib.report import result_row, scan_stem
+
+    before = {slicer.mrmlScene.GetNthNode(i).GetID()
+              for i in range(slicer.mrmlScene.GetNumberOfNodes())}
+    try:
+        try:
+            start = time.perf_counter()
+            volumeNode = loadScan(path)
+            readSeconds = time.perf_counter() - start
+            if modelError is not None:
+                raise modelError
+            result = logic.locate(volumeNode, createPoint=args.save_scene is not None,
+                                  model=model, device=args.device, views=args.views,
+                                  jump=False)
+            result.timings_s = {"read": readSeconds, **result.timings_s}
+        except Exception as error:  # one bad scan must not stop the batch
+            if not _isUserError(error):
+                log.exception("Unexpected error on %s", path)
+            return result_row(str(path), error=error)
+        qaPng = ""
+        stem = scan_stem(path)
+        if args.qa_dir is not None:
+            try:
+                from L3LocatorLib.qa import save_qa_png
+
+                qaPng = str(save_qa_png(result, args.qa_dir / f"{stem}_l3.png", title=path.name))
+            except OSError as error:
+                log.warning("Could not write the QA picture for %s: %s", path, error)
+        if args.save_scene is not None:
+            saveResult(volumeNode, logic.lastPointListNode, args.save_scene, stem)
+        return result_row(str(path), result, qa_png=qaPng)
+    finally:
+        for index in reversed(range(slicer.mrmlScene.GetNumberOfNodes())):
+            node = slicer.mrmlScene.GetNthNode(index)
+            if node is not None and node.GetID() not in before:
+                slicer.mrmlScene.RemoveNode(node)
+
+
+def loadScan(path: Path):
+    """Load a CT with Slicer's volume reader: a file, or the largest DICOM series of a folder."""
+    import slicer
+
+    from L3LocatorLib.errors import InputError
+    from L3LocatorLib.report import scan_stem
+
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder. Check the path and try again.")
+    properties = {"name": scan_stem(path), "singleFile": False, "show": False}
+    fileName = path
+    if path.is_dir():
+        from L3LocatorLib.volume import dicom_series
+
+        series = dicom_series(path)
+        if not series:
+            raise InputError(f"{path}: no DICOM series found in this folder.")
+        files = series[0][1]
+        fileName = Path(files[0])
+        properties["fileNames"] = files
+    try:
+        node = slicer.util.loadVolume(str(fileName), properties)
+    except RuntimeError as error:
+        raise InputError(
+            f"{path}: could not be read as a CT image. The file may be damaged, still being "
+            f"copied, or in a format Slicer does not read. ({_firstLine(error)})") from None
+    if node is None:  # older Slicer returned None instead of raising
+        raise InputError(f"{path}: could not be read as a CT image.")
+    return node
+
+
+def saveResult(volumeNode, pointListNode, folder: Path, stem: str) -> None:
+    import slicer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if not slicer.util.saveNode(volumeNode, str(folder / f"{stem}.nrrd")):
+        log.warning("Could not save %s", folder / f"{stem}.nrrd")
+    if pointListNode is not None:
+        slicer.util.saveNode(pointListNode, str(folder / f"{stem}_L3.mrk.json"))
+
+
+def _isUserError(error: BaseException) -> bool:
+    from L3LocatorLib.errors import L3LocatorError
+
+    return isinstance(error, L3LocatorError)
+
+
+def _firstLine(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+if __name__ == "__main__":
+    status = main()
+    if os.environ.get("L3LOCATOR_NO_SLICER_EXIT"):
+        sys.exit(status)
+    import slicer
+
+    slicer.util.exit(status)

@@ -1,0 +1,184 @@
+"""Data augmentation on HU projections, and the per-row targets.
+
+Every function takes a ``numpy.random.Generator`` so a run is reproducible:
+the trainer derives one generator per (seed, epoch, sample) and the result
+does not depend on batch order or on the number of worker processes.
+
+Images are ``[2, H, W]`` float32 HU (frontal, sagittal), rows superior ->
+inferior. One affine resampling does scale (patient size and pixel size),
+the vertical crop (which may move L3 anywhere, or remove it: hard negatives
+cut just above or below L3) and horizontal shifts; then intensity window
+jitter, noise, blur, simulated thick slices, left-right flip of the frontal
+view and occlusions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+from scipy import ndimage
+
+from L3LocatorLib.projection import PreprocessConfig
+
+from .sources import Sample
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Probabilities and ranges of every augmentation (``enabled=False``: crop only)."""
+
+    enabled: bool = True
+    scale: tuple[float, float] = (0.82, 1.2)  #: isotropic zoom factor range
+    aspect: float = 0.06  #: extra column zoom, +/- fraction
+    shift_px: float = 10.0  #: std of the horizontal shift (pixels)
+    p_l3_inside: float = 0.5  #: crops placed so L3 is inside
+    p_l3_cut: float = 0.2  #: crops cut just above or below L3 (hard negatives)
+    window_scale: float = 0.08  #: HU gain jitter, +/- fraction
+    window_shift: float = 60.0  #: HU offset jitter, +/- HU
+    p_noise: float = 0.5
+    noise_hu: tuple[float, float] = (5.0, 50.0)
+    p_blur: float = 0.3
+    blur_px: tuple[float, float] = (0.3, 1.0)
+    p_thick: float = 0.3  #: simulate thick slices (blur along rows)
+    thick_px: tuple[float, float] = (0.5, 1.5)
+    p_flip: float = 0.5  #: left-right flip of the frontal view
+    p_occlude: float = 0.25
+    view_dropout: float = 0.15  #: zero one view's channel (2-view models)
+
+
+@dataclass
+class Augmented:
+    """One training crop: images (HU) and where the levels went (rows may be outside)."""
+
+    images: np.ndarray  #: float32 [2, H, W] HU
+    level_rows: dict[str, float]
+    l3_extent: Optional[tuple[float, float]]
+
+
+def augment(
+    sample: Sample,
+    rng: np.random.Generator,
+    crop_rows: int,
+    preprocess: PreprocessConfig,
+    config: AugmentConfig = AugmentConfig(),
+) -> Augmented:
+    """A random crop of ``crop_rows`` rows (full width) of ``sample`` with augmentations."""
+    fill = preprocess.hu_min - 1.0
+    h, w = sample.frontal_hu.shape
+    if config.enabled:
+        f_r = float(np.exp(rng.uniform(np.log(config.scale[0]), np.log(config.scale[1]))))
+        f_c = f_r * float(np.exp(rng.uniform(-config.aspect, config.aspect)))
+    else:
+        f_r = f_c = 1.0
+    span = crop_rows / f_r  # input rows covered by the crop
+    l3 = sample.l3_row
+    u = rng.random()
+    margin = 6.0
+    if l3 is not None and u < config.p_l3_inside:
+        y = rng.uniform(margin, crop_rows - 1 - margin)
+        r0 = l3 - y / f_r
+    elif l3 is not None and u < config.p_l3_inside + config.p_l3_cut:
+        gap = rng.uniform(4.0, 40.0)
+        y = -gap if rng.random() < 0.5 else crop_rows - 1 + gap
+        r0 = l3 - y / f_r
+    elif h > span:
+        r0 = rng.uniform(-0.15 * span, h - 0.85 * span)
+    else:
+        r0 = rng.uniform(h - span, 0.0) if config.enabled else 0.0
+    shifts = rng.normal(0.0, config.shift_px, size=2) if config.enabled else np.zeros(2)
+    out = np.empty((2, crop_rows, w), dtype=np.float32)
+    for v, image in enumerate((sample.frontal_hu, sample.sagittal_hu)):
+        col_offset = (w - 1) / 2.0 - (w - 1) / 2.0 / f_c + shifts[v]
+        ndimage.affine_transform(
+            image, [1.0 / f_r, 1.0 / f_c], offset=[r0, col_offset], output_shape=(crop_rows, w),
+            output=out[v], order=1, mode="constant", cval=fill,
+        )
+    rows = {k: (r - r0) * f_r for k, r in sample.level_rows.items()}
+    extent = None
+    if sample.l3_top_row is not None and sample.l3_bottom_row is not None:
+        extent = ((sample.l3_top_row - r0) * f_r, (sample.l3_bottom_row - r0) * f_r)
+    if config.enabled:
+        _intensity(out, rng, config, fill)
+    return Augmented(out, rows, extent)
+
+
+def _intensity(images: np.ndarray, rng: np.random.Generator, c: AugmentConfig,
+               fill: float) -> None:
+    """In-place intensity and appearance augmentations of ``[2, H, W]`` HU images."""
+    gain = 1.0 + rng.uniform(-c.window_scale, c.window_scale)
+    offset = rng.uniform(-c.window_shift, c.window_shift)
+    images *= gain
+    images += offset
+    if rng.random() < c.p_thick:
+        sigma = rng.uniform(*c.thick_px)
+        ndimage.gaussian_filter1d(images, sigma, axis=1, output=images, mode="nearest")
+    if rng.random() < c.p_blur:
+        sigma = rng.uniform(*c.blur_px)
+        for v in range(images.shape[0]):
+            ndimage.gaussian_filter(images[v], sigma, output=images[v], mode="nearest")
+    if rng.random() < c.p_noise:
+        images += rng.normal(0.0, rng.uniform(*c.noise_hu), size=images.shape).astype(np.float32)
+    if rng.random() < c.p_flip:
+        images[0] = images[0, :, ::-1].copy()
+    if rng.random() < c.p_occlude:
+        _, h, w = images.shape
+        for _ in range(int(rng.integers(1, 3))):
+            v = int(rng.integers(0, 2))
+            rh, rw = int(rng.integers(4, max(5, h // 6))), int(rng.integers(8, max(9, w // 4)))
+            r, col = int(rng.integers(0, max(1, h - rh))), int(rng.integers(0, max(1, w - rw)))
+            value = (fill, 0.0, 3000.0)[int(rng.integers(0, 3))]
+            images[v, r : r + rh, col : col + rw] = value
+
+
+def row_targets(
+    level_rows: dict[str, float],
+    known_levels: tuple[str, ...] | list[str],
+    levels: tuple[str, ...],
+    n_rows: int,
+    kind: str = "gaussian",
+    sigma: float = 1.5,
+    band: int = 3,
+    edge_margin: float = 3.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Targets ``[n_levels, n_rows]`` (0..1) and loss mask ``[n_levels]`` (0 or 1).
+
+    ``gaussian``: ``exp(-(r - row)^2 / 2 sigma^2)`` around the landmark row;
+    ``band``: 1 on rows ``int(row) - band .. int(row) + band - 1`` (the seed's label).
+    A level outside the image (or absent from the scan) has an all-zero target;
+    a level the source does not know is masked out, and so is one whose landmark
+    lies just outside the image (within ``edge_margin`` rows), where "present" and
+    "absent" cannot be told apart.
+    """
+    target = np.zeros((len(levels), n_rows), dtype=np.float32)
+    mask = np.zeros(len(levels), dtype=np.float32)
+    rows = np.arange(n_rows, dtype=np.float32)
+    for i, level in enumerate(levels):
+        if level not in known_levels:
+            continue
+        mask[i] = 1.0
+        row = level_rows.get(level)
+        if row is None:
+            continue
+        if row < -0.5 or row > n_rows - 0.5:
+            if row > -0.5 - edge_margin and row < n_rows - 0.5 + edge_margin:
+                mask[i] = 0.0
+            continue
+        if kind == "gaussian":
+            target[i] = np.exp(-0.5 * ((rows - row) / sigma) ** 2)
+        elif kind == "band":
+            centre = int(row)
+            target[i, max(0, centre - band) : max(0, centre + band)] = 1.0
+        else:
+            raise ValueError(f"unknown target kind {kind!r}")
+    return target, mask
+
+
+def band_target_2d(row_target: np.ndarray, width: int, lo: float = 0.35,
+                   hi: float = 0.7) -> np.ndarray:
+    """The seed's 2-D label: a row target ``[n, H]`` painted on columns ``lo..hi`` of the
+    width -> ``[n, H, W]``."""
+    out = np.zeros(row_target.shape + (width,), dtype=np.float32)
+    out[..., int(width * lo) : int(width * hi)] = row_target[..., None]
+    return out
