@@ -206,3 +206,18 @@ def test_cli_train_then_evaluate_end_to_end(tmp_path):
     assert metrics["n_scans"] == 2  # the model's own validation fold, never training data
     assert set(metrics["metrics"]) == {"fused", "frontal", "sagittal"}
     assert (ev / "per_scan.csv").is_file() and (ev / "worst_fused_01.png").is_file()
+
+
+def test_training_is_deterministic_with_a_seed(tmp_path):
+    pytest.importorskip("paddle")
+    from training.cli import main
+
+    data = tmp_path / "l3_dataset.npz"
+    make_paper_npz(data, n=8, seed=3)
+    digests = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        assert main(["train", "--data", str(data), "--arch", "tiny", "--epochs", "1", "--out",
+                     str(out), "--crop-rows", "48", "--batch-size", "3", "--seed", "7"]) == 0
+        digests.append(json.loads((out / "model.json").read_text())["sha256"])
+    assert digests[0] == digests[1]

@@ -42,13 +42,13 @@ def main() -> None:
         model.eval()
         x = paddle.to_tensor(np.random.rand(*shape_infer).astype("float32"))
         with paddle.no_grad():
-            t_inf = _time(lambda: model.row_logits(x).numpy(), args.repeat if name != "seed"
-                          else 2)
+            t_inf = _time(lambda m=model, x=x: m.row_logits(x).numpy(),
+                          args.repeat if name != "seed" else 2)
         model.train()
         opt = paddle.optimizer.Adam(1e-3, parameters=model.parameters())
         xt = paddle.to_tensor(np.random.rand(*shape_train).astype("float32"))
 
-        def step() -> None:
+        def step(model=model, xt=xt, opt=opt) -> None:
             loss = model.row_logits(xt).mean()
             loss.backward()
             opt.step()

@@ -174,14 +174,14 @@ def resample_mip(
     ``config.width_px`` columns centred on the image's centre column. The same
     resampling ``project`` uses (Gaussian low-pass before down-sampling, linear).
     """
-    from L3LocatorLib.projection import _resample_rows_cols
+    from L3LocatorLib.projection import resample_rows_cols
 
     h, w = image.shape
     pixel = config.pixel_mm
     n_rows = int(np.floor((h - 1) * row_mm / pixel + 1e-6)) + 1
     width = config.width_px
     col_start = (w - 1) / 2.0 - (width - 1) / 2.0 * pixel / col_mm
-    return _resample_rows_cols(
+    return resample_rows_cols(
         np.asarray(image, dtype=np.float32), (row_mm, col_mm), pixel, n_rows, col_start, width,
         config.hu_min - 1.0,
     )
@@ -357,7 +357,7 @@ _LABELMAP_CACHE: dict[str, Any] = {}
 
 def _labelmap_case(path: str, seed: int) -> tuple[Any, Any]:
     """One synthetic CT (with a random field of view) from a label map."""
-    from L3LocatorLib import phantom
+    from L3LocatorLib.labelmap_ct import labelmap_phantom
 
     if path not in _LABELMAP_CACHE:
         from L3LocatorLib.volume import read_volume
@@ -367,7 +367,7 @@ def _labelmap_case(path: str, seed: int) -> tuple[Any, Any]:
         class_map = json.loads(class_map_path.read_text()) if class_map_path.is_file() else None
         _LABELMAP_CACHE[path] = (read_volume(path), class_map)
     labels, class_map = _LABELMAP_CACHE[path]
-    return phantom.labelmap_phantom(labels, class_map, seed)
+    return labelmap_phantom(labels, class_map, seed)
 
 
 def _generate(

@@ -177,7 +177,9 @@ def export_model(
     out.mkdir(parents=True, exist_ok=True)
     weights = out / f"{name}.pdparams"
     tmp = out / f"{name}.pdparams.tmp"
-    state = {k: v for k, v in model.state_dict().items()}
+    # Plain numpy arrays: the file's bytes (and sha256) then depend on the weights only,
+    # not on paddle's generated tensor names.
+    state = {k: np.asarray(v.numpy()) for k, v in model.state_dict().items()}
     paddle.save(state, str(tmp))
     os.replace(tmp, weights)
     meta = ModelMetadata(

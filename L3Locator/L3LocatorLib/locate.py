@@ -136,7 +136,7 @@ def locate(
             f"sure: confidence {l3.confidence:.2f})."
         )
     else:
-        point = vertebral_body_point(projections, l3.row)
+        point = vertebral_body_point(volume, projections, l3.row)
         ijk = geometry.nearest_voxel(point)
         result.status = STATUS_OK
         result.l3_ras_mm = [float(v) for v in point]
@@ -151,37 +151,64 @@ def locate(
     return result
 
 
-def vertebral_body_point(projections: Projections, row: float) -> np.ndarray:
-    """RAS (mm) of the vertebral body at a projection row.
+def vertebral_body_point(volume: Volume, projections: Projections, row: float) -> np.ndarray:
+    """RAS (mm) of the centre of the vertebral body seen at a projection row.
 
     Right-left: the centre of the bone around the spine track in the frontal MIP
-    at that row. Anterior-posterior: the vertebral body lies at the anterior end
-    of the spine's bone in the sagittal MIP; its centre is taken half a typical
-    body depth (``BODY_DEPTH_MM``) behind the anterior cortex.
+    at that row. Anterior-posterior: along the midline of the volume itself at
+    that level, the spinal canal is the first gap in the bone behind the spine's
+    front; the body is the bone run in front of it, and its middle is the answer.
+    Contrast-filled or calcified vessels in front of the body are thereby skipped.
     """
     config = projections.config
     geometry = projections.geometry
-    pixel = geometry.pixel_mm
     r = int(np.clip(round(row), 0, geometry.n_rows - 1))
     rows = slice(max(0, r - 2), min(geometry.n_rows, r + 3))
-    spine_col = float(projections.spine_frontal_col[r])
     frontal = projections.frontal_hu[rows].max(axis=0)
-    col = _bone_centre(frontal, spine_col, 30.0 / pixel, config.bone_hu)
-    sagittal = projections.sagittal_hu[rows].max(axis=0)
-    spine_a = float(projections.spine_sagittal_col[r])
-    window_px = int(round(70.0 / pixel))
-    lo = int(max(0, spine_a - window_px))
-    hi = int(min(sagittal.size, spine_a + window_px))
-    bone = np.flatnonzero(sagittal[lo:hi] > config.bone_hu)
-    if bone.size:
-        anterior = lo + bone[0]
-        a_col = anterior + 0.5 * BODY_DEPTH_MM / pixel
-    else:
-        a_col = spine_a
-    return geometry.to_ras(row, col, a_col)
+    spine_col = float(projections.spine_frontal_col[r])
+    col = _bone_centre(frontal, spine_col, 30.0 / geometry.pixel_mm, config.bone_hu)
+    r_mm = float(geometry.frontal_col_to_r(col))
+    s_mm = float(geometry.row_to_s(row))
+    spine_a = float(geometry.sagittal_col_to_a(projections.spine_sagittal_col[r]))
+    a_mm = _body_centre_ap(volume, r_mm, s_mm, spine_a, config.bone_hu * 0.75)
+    return np.array([r_mm, a_mm, s_mm])
 
 
-BODY_DEPTH_MM = 32.0  #: typical adult lumbar vertebral body depth (anterior-posterior)
+def _body_centre_ap(volume: Volume, r_mm: float, s_mm: float, spine_a: float,
+                    bone_hu: float) -> float:
+    """A (mm) of the vertebral body's centre on the midline line through (r_mm, ., s_mm)."""
+    from scipy import ndimage
+
+    a_values = np.arange(spine_a + 90.0, spine_a - 90.0, -1.0)  # anterior -> posterior, 1 mm
+    offsets = [(dr, ds) for dr in (-4.0, -2.0, 0.0, 2.0, 4.0) for ds in (-2.0, 0.0, 2.0)]
+    points = np.array([[r_mm + dr, a, s_mm + ds] for dr, ds in offsets for a in a_values])
+    ijk = volume.ras_to_ijk_points(points)
+    samples = ndimage.map_coordinates(
+        np.asarray(volume.array, dtype=np.float32), ijk[:, ::-1].T, order=1, cval=-1024.0
+    )
+    profile = samples.reshape(len(offsets), a_values.size).max(axis=0)
+    bone = ndimage.binary_closing(profile > bone_hu, structure=np.ones(3))
+    runs = _runs(bone)
+    # The body: a run at least 12 mm deep followed by a gap (the canal) of 5 mm or more,
+    # nearest to where the spine's bone is thickest.
+    candidates = []
+    for (start, stop), nxt in zip(runs, runs[1:] + [(bone.size, bone.size)]):
+        gap = nxt[0] - stop
+        if stop - start >= 12 and 5 <= gap <= 40 and nxt[0] < bone.size:
+            candidates.append((start, stop))
+    if not candidates:
+        return spine_a
+    centre_index = a_values.size // 2
+    start, stop = min(candidates, key=lambda run: abs(0.5 * (run[0] + run[1]) - centre_index))
+    depth = min(stop - start, 45)  # a vessel fused to the front must not drag the centre
+    return float(a_values[stop - 1] + 0.5 * (depth - 1))
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, stop)`` index pairs of the True runs of a 1-D mask."""
+    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
 
 
 def _bone_centre(profile: np.ndarray, around: float, half_width: float, bone_hu: float) -> float:

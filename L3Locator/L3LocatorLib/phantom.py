@@ -38,17 +38,31 @@ from typing import Any, Sequence
 import numpy as np
 
 from .phantom_anatomy import Anatomy, Pose, body_section, build_anatomy, rotation_xyz
-from .phantom_render import Canvas
+from .phantom_render import Canvas, finish_ct
 from .phantom_skeleton import (
-    arm_geometry, draw_pelvis, draw_ribs, draw_shoulders_arms, draw_skull, draw_spine,
-    register_bone_materials, rib_paths, sternum_geometry,
+    arm_geometry,
+    draw_pelvis,
+    draw_ribs,
+    draw_shoulders_arms,
+    draw_skull,
+    draw_spine,
+    register_bone_materials,
+    rib_paths,
+    sternum_geometry,
 )
 from .phantom_soft import (
-    draw_enhancing, draw_metal, draw_table, paint_soft_tissue, register_enhancing_materials,
+    draw_enhancing,
+    draw_metal,
+    draw_table,
+    paint_soft_tissue,
+    register_enhancing_materials,
 )
 from .volume import Volume, write_volume
 
 log = logging.getLogger(__name__)
+
+#: Bumped whenever the same seed and options give a different volume (cache keys).
+GENERATOR_VERSION = "2"
 
 #: Preset names accepted by ``make_phantom(preset=...)``.
 PRESETS = (
@@ -192,7 +206,8 @@ class PhantomOptions:
 
     preset: str = "abdomen"
     spacing: tuple[float, float, float] = (0.8, 0.8, 2.5)
-    matrix: tuple[int, int] = (512, 512)
+    matrix: tuple[int, int] | None = None
+    fov_mm: float | None = None
     n_slices: int | None = None
     z_range_mm: tuple[float, float] | None = None
     patient_scale: float = 1.0
@@ -234,6 +249,7 @@ def resolve_options(seed: int, rng: np.random.Generator, preset: str = "abdomen"
         p = np.array([RANDOM_WEIGHTS[n] for n in names])
         preset = str(rng.choice(names, p=p / p.sum()))
     o = PhantomOptions(preset=preset)
+    thickness = None
     # anatomy and appearance: random for every preset
     child = rng.random() < 0.08
     o.patient_scale = float(rng.uniform(0.6, 0.85) if child else rng.uniform(0.88, 1.1))
@@ -254,20 +270,23 @@ def resolve_options(seed: int, rng: np.random.Generator, preset: str = "abdomen"
         if rng.random() < prob:
             metal.append(kind)
     o.metal = tuple(metal)
-    o.table = bool(rng.random() < 0.85)
+    o.table = bool(rng.random() < 0.75)
     o.kernel = str(rng.choice(["soft", "standard", "sharp"], p=[0.3, 0.5, 0.2]))
     o.noise_hu = float(rng.uniform(6, 35))
     o.density = float(rng.uniform(0.75, 1.15))
     o.tilt_deg = 3.0
     if rand:
-        inplane = float(rng.uniform(0.55, 1.0))
+        # a 512 matrix over a 340-500 mm field (wider when the arms are down)
+        fov = float(rng.uniform(440, 500) if o.arms == "side" else rng.uniform(300, 480))
+        inplane = fov / 512.0
         sk = float(rng.choice([0.625, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 5.0],
                               p=[0.08, 0.2, 0.1, 0.1, 0.12, 0.15, 0.1, 0.15]))
         o.spacing = (inplane, inplane, sk)
-        o.matrix = (512, 512)
+        o.fov_mm = fov  # matrix = fov / spacing: 512 unless the spacing is overridden
         o.orientation = str(rng.choice(["axial_lps", "feet_first", "random_flip"],
                                        p=[0.6, 0.15, 0.25]))
-        o.slice_thickness_mm = sk * float(rng.choice([1.0, 1.0, 1.5, 2.0]))
+        thickness = float(rng.choice([0.625, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 5.0],
+                                     p=[0.08, 0.2, 0.1, 0.1, 0.12, 0.15, 0.1, 0.15]))
     for key, value in options.items():
         if key == "metal" and isinstance(value, str):
             value = () if value in ("", "none") else tuple(value.split(","))
@@ -279,9 +298,12 @@ def resolve_options(seed: int, rng: np.random.Generator, preset: str = "abdomen"
     if o.arms == "random":
         o.arms = "up" if rng.random() < 0.55 else "side"
     o.spacing = tuple(float(v) for v in np.broadcast_to(np.asarray(o.spacing, float), (3,)))
+    if o.matrix is None:  # in-plane field of view (default 410 mm) / spacing
+        fov = o.fov_mm or 410.0
+        o.matrix = (int(round(fov / o.spacing[0])), int(round(fov / o.spacing[1])))
     o.matrix = tuple(int(v) for v in np.broadcast_to(np.asarray(o.matrix, int), (2,)))
-    if o.slice_thickness_mm is None:
-        o.slice_thickness_mm = o.spacing[2]
+    if o.slice_thickness_mm is None:  # reconstructed slices at least as thick as spaced
+        o.slice_thickness_mm = max(o.spacing[2], thickness or 0.0)
     if o.n_lumbar not in (4, 5, 6) or o.n_rib_pairs not in (11, 12, 13):
         raise ValueError("n_lumbar must be 4, 5 or 6 and n_rib_pairs 11, 12 or 13")
     if o.lstv not in ("none", "sacralised_L5", "lumbarised_S1"):
@@ -326,7 +348,9 @@ def _fov_z(o: PhantomOptions, anat: Anatomy, rng: np.random.Generator) -> tuple[
     l3 = v[2]
     hz = anat.head_centres[0][2]
     top_t = v[-1]
-    U = rng.uniform
+
+    def U(a: float, b: float) -> float:  # noqa: N802 - uniform between a and b, any order
+        return float(rng.uniform(min(a, b), max(a, b)))
     if o.z_range_mm is not None:
         lo, hi = o.z_range_mm
         return l3.landmark_z + float(lo), l3.landmark_z + float(hi)
@@ -345,12 +369,12 @@ def _fov_z(o: PhantomOptions, anat: Anatomy, rng: np.random.Generator) -> tuple[
         return hz - U(450, 820) * s, (anat.cervical[-1].z_top if anat.cervical
                                       else top_t.z_top) + 190 * s
     if p == "lumbar_only":
-        return U(v[1].z_bottom, v[0].z_bottom + 5 * s), U(v[5].centre[2], v[4].z_top + 5 * s)
+        return U(v[0].z_bottom + 5 * s, v[1].z_bottom), U(v[4].z_top + 5 * s, v[5].centre[2])
     if p == "cut_through_l3":
         edge = U(v[1].centre[2], v[3].centre[2])
         if rng.random() < 0.5:  # FOV above the edge (counting must come from the ribs)
             return edge, U(v[min(8, n - 1)].centre[2], top_t.z_top + 40 * s)
-        return rng.choice([pelvis_bottom, U(-40 * s, 10 * s)]), edge
+        return U(hz - 300 * s, pelvis_bottom), edge
     raise ValueError(p)
 
 
@@ -361,7 +385,8 @@ def make_phantom(seed: int = 0, preset: str = "abdomen", **options: Any) -> tupl
         seed: everything random comes from ``np.random.default_rng(seed)``.
         preset: one of :data:`PRESETS` (field of view and, for "random", acquisition).
         **options: any :class:`PhantomOptions` field, e.g. ``spacing=(2, 2, 2)`` (mm,
-            grid axes i, j, k), ``matrix=200`` (in-plane voxels), ``n_slices``,
+            grid axes i, j, k), ``matrix=200`` (in-plane voxels; default ``fov_mm`` /
+            spacing), ``fov_mm`` (in-plane field of view, default 410 mm), ``n_slices``,
             ``z_range_mm=(lo, hi)`` (S range relative to the L3 landmark), ``arms``
             ("side" | "up" | "random"), ``n_lumbar`` (4-6), ``n_rib_pairs`` (11-13),
             ``lstv``, ``contrast`` ("none" | "arterial" | "portal" | "delayed"),
@@ -428,7 +453,8 @@ def make_phantom(seed: int = 0, preset: str = "abdomen", **options: Any) -> tupl
                     fill=-1000, edge_mm=edge)
 
     # Soft tissue on a coarse grid, copied in slab by slab.
-    fac = np.maximum(1, np.round(3.2 / spacing)).astype(int)
+    coarse_mm = max(4.0, 3.0 * float(spacing.min()))  # soft tissue: invisible in the window
+    fac = np.maximum(1, np.round(coarse_mm / spacing)).astype(int)
     cshape = -(-shape_ijk // fac)
     cmatrix = np.eye(4)
     cmatrix[:3, :3] = d @ np.diag(spacing * fac)
@@ -439,6 +465,7 @@ def make_phantom(seed: int = 0, preset: str = "abdomen", **options: Any) -> tupl
     t_soft = time.perf_counter()
 
     mats = register_bone_materials(canvas, rng, o.density)
+    canvas.deferred = {}
     draw_spine(canvas, pose, anat, mats, z_lo, z_hi)
     thor_top = anat.vertebrae[-1].z_top
     if z_hi > anat.vertebrae[4].z_bottom - 80 and z_lo < thor_top + 60:
@@ -457,9 +484,11 @@ def make_phantom(seed: int = 0, preset: str = "abdomen", **options: Any) -> tupl
     streak_at = draw_metal(canvas, anat, pose, emats, rng, list(o.metal))
     if o.table:
         draw_table(canvas, pose, anat, rng)
+    canvas.flush()
     t_bone = time.perf_counter()
 
-    texture = rng.normal(0, 25, 4099).astype(np.float32)
+    # cancellous texture: skewed (trabecular plates), mean 0, s.d. ~90 HU
+    texture = (rng.gamma(2.0, 65.0, 4099) - 130.0).astype(np.float32)
     nk, nj, ni = canvas.array.shape
     ck, cj, ci = coarse.shape
     fk, fj, fi = int(fac[2]), int(fac[1]), int(fac[0])
@@ -472,7 +501,7 @@ def make_phantom(seed: int = 0, preset: str = "abdomen", **options: Any) -> tupl
     canvas.decode(soft_lookup, texture)
     if o.streaks and streak_at:
         _add_streaks(canvas, streak_at, rng)
-    _finish(canvas.array, o, spacing, rng)
+    finish_ct(canvas.array, float(spacing[2]), o.slice_thickness_mm, o.noise_hu, o.kernel, rng)
     t_end = time.perf_counter()
     log.debug("phantom seed=%d %s: soft %.2fs bone %.2fs decode+noise %.2fs", seed, o.preset,
               t_soft - t0, t_bone - t_soft, t_end - t_bone)
@@ -493,35 +522,6 @@ def _upsample_into(fine: np.ndarray, coarse: np.ndarray, fac: np.ndarray) -> Non
         if fi > 1:
             sl = np.repeat(sl, fi, axis=1)
         fine[kc * fk:(kc + 1) * fk] = sl[None, :nj, :ni]
-
-
-def _finish(arr: np.ndarray, o: PhantomOptions, spacing: np.ndarray,
-            rng: np.random.Generator) -> None:
-    """Slice-thickness blur along k and correlated noise, in place (int16)."""
-    from scipy import ndimage
-
-    sk = float(spacing[2])
-    th = float(o.slice_thickness_mm or sk)
-    if th > 1.2 * sk:
-        sigma = np.sqrt(th ** 2 - sk ** 2) / 2.355 / sk
-        tmp = ndimage.gaussian_filter1d(arr.astype(np.float32), sigma, axis=0, mode="nearest")
-        np.copyto(arr, np.clip(tmp, -1024, 3071).astype(np.int16))
-    if o.noise_hu <= 0:
-        return
-    nk, nj, ni = arr.shape
-    period = min(nk, 13)
-    pad = 32
-    sig = {"soft": 1.3, "standard": 0.8, "sharp": 0.45}.get(o.kernel, 0.8)
-    tile = rng.standard_normal((period, nj + pad, ni + pad), dtype=np.float32)
-    tile = ndimage.gaussian_filter(tile, (0, sig, sig), mode="wrap")
-    tile *= np.float32(o.noise_hu / max(float(tile.std()), 1e-6))
-    tile = np.clip(tile, -3000, 3000).astype(np.int16)
-    for s in range(0, nk, period):
-        e = min(nk, s + period)
-        dj, di = (int(v) for v in rng.integers(0, pad, 2))
-        block = arr[s:e]
-        block += tile[: e - s, dj:dj + nj, di:di + ni]
-    np.clip(arr, -1024, 3071, out=arr)
 
 
 def _add_streaks(canvas: Canvas, centres: list[np.ndarray], rng: np.random.Generator) -> None:
@@ -626,12 +626,21 @@ def write_phantom(path: str | os.PathLike[str], seed: int = 0, preset: str = "ab
     return path, js
 
 
+def labelmap_phantom(labels: Volume, class_map: dict | None = None, seed: int = 0,
+                     **options: Any) -> tuple[Volume, Truth]:
+    """A CT synthesised from a label map with a random field of view (see
+    :func:`labelmap_ct.labelmap_phantom`)."""
+    from .labelmap_ct import labelmap_phantom as _labelmap_phantom
+
+    return _labelmap_phantom(labels, class_map, seed, **options)
+
+
 def load_truth(path: str | os.PathLike[str]) -> Truth:
     """Read a truth JSON sidecar."""
     return Truth.from_dict(json.loads(Path(path).read_text()))
 
 
 __all__: Sequence[str] = (
-    "PRESETS", "PhantomOptions", "Truth", "VertebraTruth", "load_truth", "make_phantom",
-    "sidecar_path", "write_phantom",
+    "GENERATOR_VERSION", "PRESETS", "PhantomOptions", "Truth", "VertebraTruth",
+    "labelmap_phantom", "load_truth", "make_phantom", "sidecar_path", "write_phantom",
 )

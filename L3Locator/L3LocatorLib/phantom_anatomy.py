@@ -152,7 +152,7 @@ def build_anatomy(
             frac = (lpos - 1) / max(n_lumbar - 1, 1)  # 0 top .. 1 bottom
             h = (24.5 + 3.0 * frac) * s * jitter()
             disc = (8.0 + 3.0 * frac) * s * jitter(0.15)
-            hw = (21.5 + 3.5 * frac) * s * jitter()
+            hw = (23.0 + 4.0 * frac) * s * jitter()
             hd = (15.5 + 1.5 * frac) * s * jitter()
         else:
             kind = "thoracic"
@@ -198,7 +198,7 @@ def build_anatomy(
         else:
             o = prof_lumbar[5] * lord + (prof_thor[min(v.index - 5, 12)] - prof_thor[0]) * kyph
         offs.append(o * s)
-    for c, v in enumerate(cervical):
+    for c in range(len(cervical)):
         offs.append(offs[-1] + (6.0 + 4.0 * c) * s)
     allv = verts + cervical
     zc = np.array([(v.z_bottom + v.z_top) / 2 for v in allv])

@@ -28,12 +28,12 @@ def register_bone_materials(canvas: Canvas, rng: np.random.Generator, density: f
         return canvas.add_material(Material(cort * d, core * d, shell))
 
     return {
-        "body": m(rng.uniform(1150, 1600), rng.uniform(200, 300), 1.0),
-        "posterior": m(rng.uniform(1300, 1700), rng.uniform(300, 400), 1.5),
+        "body": m(rng.uniform(1150, 1600), rng.uniform(250, 350), 0.9),
+        "posterior": m(rng.uniform(1050, 1450), rng.uniform(300, 400), 1.2),
         "rib": m(rng.uniform(1100, 1500), rng.uniform(180, 280), 1.0),
         "sternum": m(rng.uniform(600, 900), rng.uniform(180, 250), 0.9),
         "flat": m(rng.uniform(1100, 1500), rng.uniform(250, 350), 1.3),
-        "plate": m(rng.uniform(900, 1300), rng.uniform(250, 350), 0.8),
+        "plate": m(rng.uniform(1100, 1500), rng.uniform(250, 350), 0.8),
         "head": m(rng.uniform(1100, 1400), rng.uniform(250, 350), 1.3),
         "shaft": canvas.add_material(
             Material(rng.uniform(1500, 1900) * d, rng.uniform(-40, 60), 4.5)),
@@ -77,7 +77,11 @@ def draw_cylinder(
     b = np.float32(hd) * sc
     r = np.sqrt((u / a) ** 2 + (v / b) ** 2) + np.float32(1e-6)
     g = np.sqrt((u / (a * a)) ** 2 + (v / (b * b)) ** 2) / r + np.float32(1e-6)
-    depth = np.minimum((1.0 - r) / g, np.float32(hh) - np.abs(w))
+    # Depth scaled down where the cortex is thicker in real vertebrae: the end plates and
+    # the lateral walls (bright edges in the frontal MIP, as in real CT).
+    lat = (u / a) ** 2 / (r * r)
+    radial = (1.0 - r) / g * (np.float32(1.0) - np.float32(0.45) * lat)
+    depth = np.minimum(radial, np.float32(0.55) * (np.float32(hh) - np.abs(w)))
     if flat_back is not None:
         depth = np.minimum(depth, v + np.float32(flat_back))
     canvas.composite_block(box, depth, material)
@@ -99,7 +103,8 @@ def _tube(canvas: Canvas, pose: Pose, points, radii, material: int, up=None) -> 
 
 def _bezier(p0, p1, p2, n: int = 12) -> np.ndarray:
     t = np.linspace(0, 1, n)[:, None]
-    return (1 - t) ** 2 * np.asarray(p0) + 2 * (1 - t) * t * np.asarray(p1) + t ** 2 * np.asarray(p2)
+    p0, p1, p2 = (np.asarray(p, dtype=float) for p in (p0, p1, p2))
+    return (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t ** 2 * p2
 
 
 # ---------------------------------------------------------------------- spine
@@ -133,7 +138,7 @@ def draw_vertebra(canvas: Canvas, pose: Pose, v: Vertebra, mats: dict, lstv_l5: 
         # lamina to the midline
         lam_end = post(0.0, back - plen - 9 * s, lm - 0.12 * v.height)
         _tube(canvas, pose, [post(a0 * 1.05, back - plen, lm), lam_end],
-              (0.32 * v.height, 3.2 * s), mats["posterior"], up=e3)
+              (0.28 * v.height, 2.8 * s), mats["posterior"], up=e3)
         # articular processes
         _ell(canvas, pose, [post(a0 * 1.1, back - plen - 2 * s, hh * 0.85)], fr,
              [[5.0 * s, 4.5 * s, 0.28 * v.height + 2 * s]], mats["posterior"])
@@ -142,15 +147,16 @@ def draw_vertebra(canvas: Canvas, pose: Pose, v: Vertebra, mats: dict, lstv_l5: 
         # transverse process: top edge level with the landmark
         tip = side * v.tp_span
         if lumbar:
-            rv = (8.0 if v.index == 0 else 5.5) * s
+            rv = (7.5 if v.index == 0 else 6.0) * s
             root = post(a0 * 1.1, back - plen * 0.7, lm - rv)
             end = post(tip, back - plen - 3 * s, lm - rv + (4 * s if v.index == 0 else 1.5 * s))
             if lstv_l5 and v.index == 0:
                 rv = 12.0 * s
                 root = post(a0 * 1.1, back - plen * 0.5, lm - rv)
                 end = post(side * (v.tp_span + 8 * s), back - plen, lm - rv - 10 * s)
+            taper = np.array([[rv, 4.2 * s], [0.75 * rv, 3.4 * s], [0.5 * rv, 2.6 * s]])
             _tube(canvas, pose, [root, 0.5 * (root + end) + 1.5 * s * e3, end],
-                  (rv, 3.8 * s), mats["posterior"], up=e3)
+                  taper, mats["posterior"], up=e3)
         elif cerv:
             _tube(canvas, pose, [post(a0, back, lm), post(tip, back + 3 * s, lm)],
                   (3.0 * s, 3.0 * s), mats["posterior"], up=e3)
@@ -162,14 +168,14 @@ def draw_vertebra(canvas: Canvas, pose: Pose, v: Vertebra, mats: dict, lstv_l5: 
     # spinous process
     base = post(0.0, back - plen - 9 * s, lm - 0.12 * v.height)
     if lumbar:
-        sp = [base, post(0.0, back - plen - 38 * s, lm - 0.2 * v.height)]
-        rad = (0.3 * v.height, 3.2 * s)
+        sp = [base, post(0.0, back - plen - 30 * s, lm - 0.25 * v.height)]
+        rad = (0.36 * v.height, 3.5 * s)
     elif cerv:
         sp = [base, post(0.0, back - plen - 22 * s, lm - 0.4 * v.height)]
         rad = (3.5 * s, 2.5 * s)
     else:
-        sp = [base, post(0.0, back - plen - 26 * s, lm - 1.3 * v.height)]
-        rad = (5.5 * s, 3.0 * s)
+        sp = [base, post(0.0, back - plen - 24 * s, lm - 1.2 * v.height)]
+        rad = (4.5 * s, 3.0 * s)
     _tube(canvas, pose, sp, rad, mats["posterior"], up=e3)
 
 
@@ -209,10 +215,10 @@ def rib_paths(anat: Anatomy, rng: np.random.Generator) -> list[dict]:
         A = A_tot - cx
         if from_last == 0:
             phi1 = rng.uniform(0.12, 0.36) * np.pi
-            drop = rng.uniform(30, 60) * s
+            drop = rng.uniform(40, 75) * s
         elif from_last == 1:
             phi1 = rng.uniform(0.38, 0.55) * np.pi
-            drop = rng.uniform(65, 95) * s
+            drop = rng.uniform(75, 105) * s
         elif from_last == 2:
             phi1 = rng.uniform(0.62, 0.72) * np.pi
             drop = rng.uniform(118, 140) * s
@@ -235,11 +241,11 @@ def rib_paths(anat: Anatomy, rng: np.random.Generator) -> list[dict]:
             sphi0 = np.clip((x_tp - cx) / A, -0.95, 0.95)
             phi0 = np.arcsin(sphi0)
             phis = np.linspace(phi0, phi1, 24)
-            f = ((phis - phi0) / (phi1 - phi0)) ** 0.85
+            f = ((phis - phi0) / (phi1 - phi0)) ** 0.6
             xs = side * (cx + A * np.sin(phis))
             ys = y_cc - B * np.cos(phis)
             zs = lm + 2 * s - drop * f
-            tub = np.array([side * x_tp, y_post + 10 * s, lm + 1 * s])
+            tub = np.array([side * x_tp, y_post + 10 * s, lm - 3 * s])
             pts = np.concatenate([[head, 0.5 * (head + tub)], np.stack([xs, ys, zs], axis=1)])
             pts[:, 0] += v.centre[0]
             rad = np.ones((len(pts), 2))
@@ -247,12 +253,12 @@ def rib_paths(anat: Anatomy, rng: np.random.Generator) -> list[dict]:
             if tpos == 1:
                 rad[:] = (3.5 * s, 5.5 * s)
             elif from_last == 0:
-                rad[:, 0] = (5.0 - 2.0 * taper) * s
-                rad[:, 1] = (3.2 - 1.2 * taper) * s
+                rad[:, 0] = (4.2 - 1.6 * taper) * s
+                rad[:, 1] = (2.9 - 0.9 * taper) * s
             else:
-                rad[:, 0] = (4.2 + 2.3 * np.clip(taper * 3, 0, 1)) * s
-                rad[:, 1] = (3.6 - 1.0 * np.clip(taper * 3, 0, 1)) * s
-            rad[:2] = (4.5 * s, 4.0 * s)
+                rad[:, 0] = (3.8 + 0.8 * np.clip(taper * 3, 0, 1)) * s
+                rad[:, 1] = (3.2 - 0.9 * np.clip(taper * 3, 0, 1)) * s
+            rad[:2] = (4.0 * s, 3.6 * s)
             cart = None
             if from_last >= 2 and tpos <= 10:
                 end = pts[-1]
@@ -417,8 +423,8 @@ def draw_pelvis(canvas: Canvas, pose: Pose, anat: Anatomy, mats: dict, rng: np.r
         draw_cylinder(canvas, pose, c, fr, body_hw[i], thick[i], hh, mats["body"], waist=0.0)
         for side in (1.0, -1.0):
             lc = c + side * (body_hw[i] + (lat_hw[i] - body_hw[i]) * 0.6) * fr[0] - 3 * s * fr[1]
-            _ell(canvas, pose, [lc], fr, [[(lat_hw[i] - body_hw[i]) * 0.5 + 2 * s,
-                                           thick[i] * 0.9, lengths[i] * 0.36]], mats["flat"])
+            _ell(canvas, pose, [lc], fr, [[(lat_hw[i] - body_hw[i]) * 0.55 + 2 * s,
+                                           thick[i] * 0.9, lengths[i] * 0.4]], mats["plate"])
         # median crest
         _ell(canvas, pose, [c - (thick[i] + 8 * s) * fr[1]], fr,
              [[4 * s, 5 * s, lengths[i] * 0.45]], mats["posterior"])
@@ -429,7 +435,7 @@ def draw_pelvis(canvas: Canvas, pose: Pose, anat: Anatomy, mats: dict, rng: np.r
     for side in (1.0, -1.0):
         # lateral sacral bar closing the foramina, and the ala
         bar = centres + side * (lat_hw[:, None] - 5 * s) * fr0[0]
-        _tube(canvas, pose, bar, (7 * s, 8 * s), mats["flat"])
+        _tube(canvas, pose, bar, (5 * s, 6 * s), mats["flat"])
         ala_c = centres[0] + side * 36 * s * fr0[0] + 6 * s * fr0[2] - 4 * s * fr0[1]
         _ell(canvas, pose, [ala_c], fr0, [[20 * s, 16 * s, 14 * s if not lumb_s1 else 10 * s]],
              mats["flat"])
@@ -444,11 +450,11 @@ def draw_pelvis(canvas: Canvas, pose: Pose, anat: Anatomy, mats: dict, rng: np.r
         h = anat.head_centres[side_i]
         hx = abs(h[0])
         # crest: PSIS -> top -> ASIS
-        psis = np.array([side * 38 * s, s1[1] - 48 * s, crest_z - 32 * s])
+        psis = np.array([side * 48 * s, s1[1] - 48 * s, crest_z - 40 * s])
         top = np.array([side * (hx + 22 * s), s1[1] - 12 * s, crest_z])
         asis = np.array([side * (hx + 28 * s), h[1] + 20 * s, crest_z - 42 * s])
         crest = np.concatenate([
-            _bezier(psis, np.array([side * (hx - 10 * s), s1[1] - 45 * s, crest_z - 2 * s]),
+            _bezier(psis, np.array([side * (hx - 25 * s), s1[1] - 45 * s, crest_z + 4 * s]),
                     top, 9),
             _bezier(top, np.array([side * (hx + 36 * s), h[1] - 15 * s, crest_z - 4 * s]),
                     asis, 9)[1:],
@@ -456,7 +462,8 @@ def draw_pelvis(canvas: Canvas, pose: Pose, anat: Anatomy, mats: dict, rng: np.r
         si = np.array([side * 44 * s, s1[1] - 24 * s, -42 * s])
         roof = np.array([side * (hx + 2 * s), h[1] - 6 * s, h[2] + 30 * s])
         # wing plate: bilinear patch between the crest and the SI joint -> roof line
-        n_u, n_v = 34, 20
+        fine = float(np.clip(0.9 / canvas.spacing.min(), 0.45, 1.0))  # fewer surfels when coarse
+        n_u, n_v = int(34 * fine), int(20 * fine)
         us = np.linspace(0, 1, n_u)
         vs = np.linspace(0.06, 0.95, n_v)
         crest_u = np.stack([np.interp(us, np.linspace(0, 1, len(crest)), crest[:, a])
@@ -480,10 +487,11 @@ def draw_pelvis(canvas: Canvas, pose: Pose, anat: Anatomy, mats: dict, rng: np.r
         su = np.linalg.norm(du, axis=2).reshape(-1)
         sv = np.linalg.norm(dv, axis=2).reshape(-1)
         vv = np.broadcast_to(vs[None, :], (n_u, n_v)).reshape(-1)
-        thick_w = (1.4 + 2.5 * vv ** 2) * s
+        uu = np.repeat(us, n_v)
+        thick_w = (1.3 + 2.2 * vv ** 2 + 2.5 * (1 - uu) ** 3 + 1.5 * (vv < 0.15)) * s
         rad = np.stack([su * 0.9 + 1.5 * s, sv * 0.9 + 1.5 * s, thick_w], axis=1)
         _ell(canvas, pose, cen.reshape(-1, 3), frs, rad, mats["plate"])
-        _tube(canvas, pose, crest, (7 * s, 5.5 * s), mats["flat"])
+        _tube(canvas, pose, crest, (5.5 * s, 4.5 * s), mats["flat"])
         # posterior ilium at the SI joint, thick
         _tube(canvas, pose, [psis, si + np.array([side * 6 * s, -6 * s, 0]),
                              si + np.array([0, 10 * s, -25 * s])], 11 * s, mats["flat"])
@@ -492,12 +500,12 @@ def draw_pelvis(canvas: Canvas, pose: Pose, anat: Anatomy, mats: dict, rng: np.r
         sym = np.array([side * 9 * s, h[1] + 48 * s, h[2] - 12 * s])
         brim = _bezier(si + np.array([0, 8 * s, -10 * s]),
                        np.array([side * (hx - 8 * s), s1[1] + 10 * s, h[2] + 45 * s]), emin, 12)
-        _tube(canvas, pose, brim, (6 * s, 5 * s), mats["flat"])
+        _tube(canvas, pose, brim, (5 * s, 4 * s), mats["flat"])
         # acetabular region
         _ell(canvas, pose, [h + np.array([-side * 8 * s, -4 * s, 16 * s])], np.eye(3),
              [[20 * s, 22 * s, 20 * s]], mats["flat"])
         _tube(canvas, pose, [roof, asis + np.array([-side * 6 * s, -8 * s, 5 * s])],
-              (8 * s, 5 * s), mats["flat"])
+              (6 * s, 3.5 * s), mats["flat"])
         # superior pubic ramus, inferior ramus, ischium
         tuber = np.array([side * (hx - 30 * s), h[1] - 15 * s, h[2] - 52 * s])
         _tube(canvas, pose, [emin, sym], 7.0 * s, mats["flat"])

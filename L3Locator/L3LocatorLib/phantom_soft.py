@@ -52,37 +52,8 @@ def paint_soft_tissue(
     s = anat.scale
     fat_hu = FAT + rng.uniform(-20, 20)
     mus_hu = MUSCLE + rng.uniform(-10, 15)
-    hz = anat.head_centres[0][2]
-    zs = anat.body_z
-    dz = np.diff(zs).mean()
+    _paint_body(grid, matrix, anat, pose, fat_hu, mus_hu, rng)
     thor = sorted([v for v in anat.vertebrae if v.kind == "thoracic"], key=lambda v: -v.index)
-    top_spine = (anat.cervical[-1] if anat.cervical else anat.vertebrae[-1]).z_top
-    wall = 12.0 * s
-    for z in zs:
-        if z + dz < z_lo - 20 or z - dz > z_hi + 20:
-            continue
-        yc, w, d = body_section(anat, z)
-        if z > top_spine + 40 * s:  # head
-            _paint(grid, matrix, pose, fat_hu, "cylinder", [0, yc, z], [w, d, dz * 0.6])
-            _paint(grid, matrix, pose, mus_hu - 10, "cylinder", [0, yc, z],
-                   [w - 6 * s, d - 6 * s, dz * 0.6])
-            continue
-        if z < hz - 70 * s:  # legs
-            for side in (1.0, -1.0):
-                r = 0.48 * w
-                _paint(grid, matrix, pose, fat_hu, "cylinder", [side * 0.52 * w, yc, z],
-                       [r, min(d, r * 1.1), dz * 0.6])
-                _paint(grid, matrix, pose, mus_hu, "cylinder", [side * 0.52 * w, yc, z],
-                       [max(r - anat.fat_mm * 0.6, 10), max(min(d, r * 1.1) - anat.fat_mm * 0.6,
-                                                             10), dz * 0.6])
-            continue
-        f = anat.fat_mm
-        _paint(grid, matrix, pose, fat_hu, "cylinder", [0, yc, z], [w, d, dz * 0.6])
-        _paint(grid, matrix, pose, mus_hu, "cylinder", [0, yc + f * 0.1, z],
-               [max(w - f, 20), max(d - f, 20), dz * 0.6])
-        inner = fat_hu + rng.uniform(0, 20) if z < anat.diaphragm_z else mus_hu - 20
-        _paint(grid, matrix, pose, inner, "cylinder", [0, yc + f * 0.1 + 4 * s, z],
-               [max(w - f - wall, 10), max(d - f - wall - 4 * s, 10), dz * 0.6])
 
     # paraspinal muscles and psoas
     for v in anat.vertebrae:
@@ -139,6 +110,53 @@ def paint_soft_tissue(
                 p = a + t * (b - a)
                 _paint(grid, matrix, pose, mus_hu, "ellipsoid", p,
                        [r * s * min(anat.habitus, 1.4)] * 2 + [np.linalg.norm(b - a) / 10])
+
+
+def _paint_body(grid: np.ndarray, matrix: np.ndarray, anat: Anatomy, pose: Pose,
+                fat_hu: float, mus_hu: float, rng: np.random.Generator) -> None:
+    """Body outline in one vectorised pass: subcutaneous fat, muscle wall, inner fat;
+    two thighs below the hips and a round head above the neck."""
+    s = anat.scale
+    nk, nj, ni = grid.shape
+    ii = np.arange(ni, dtype=np.float32)[None, None, :]
+    jj = np.arange(nj, dtype=np.float32)[None, :, None]
+    kk = np.arange(nk, dtype=np.float32)[:, None, None]
+    # patient coordinates of every voxel: p = R^T (M ijk + t - shift)
+    a = (pose.rotation.T @ matrix[:3, :3]).astype(np.float32)
+    b = (pose.rotation.T @ (matrix[:3, 3] - pose.shift)).astype(np.float32)
+    x = a[0, 0] * ii + a[0, 1] * jj + a[0, 2] * kk + b[0]
+    y = a[1, 0] * ii + a[1, 1] * jj + a[1, 2] * kk + b[1]
+    z = a[2, 0] * ii + a[2, 1] * jj + a[2, 2] * kk + b[2]
+    zf = z.ravel()
+    half_w = np.interp(zf, anat.body_z, anat.body_half_width).astype(np.float32).reshape(z.shape)
+    half_d = np.interp(zf, anat.body_z, anat.body_half_depth).astype(np.float32).reshape(z.shape)
+    back = np.interp(zf, anat.body_z, anat.body_back_y).astype(np.float32).reshape(z.shape)
+    yc = back + half_d
+    hz = float(anat.head_centres[0][2])
+    top_spine = (anat.cervical[-1] if anat.cervical else anat.vertebrae[-1]).z_top
+    legs = z < hz - 70 * s
+    # thighs: two circles of radius ~0.48 w at x = +-0.52 w
+    xl = np.where(legs, np.abs(x) - 0.52 * half_w, x)
+    w_eff = np.where(legs, 0.48 * half_w, half_w)
+    d_eff = np.where(legs, np.minimum(half_d, 0.53 * half_w), half_d)
+    f = np.float32(anat.fat_mm)
+    wall = np.float32(12.0 * s)
+    dy = y - yc
+
+    def inside(w, d, shift=0.0):
+        w = np.maximum(w, 5.0)
+        d = np.maximum(d, 5.0)
+        return (xl / w) ** 2 + ((dy - shift) / d) ** 2 <= 1.0
+
+    out = np.full(grid.shape, -1000.0, dtype=np.float32)
+    out = np.where(inside(w_eff, d_eff), np.float32(fat_hu), out)
+    out = np.where(inside(w_eff - f, d_eff - f, f * 0.1), np.float32(mus_hu), out)
+    head = z > top_spine + 40 * s
+    inner_hu = np.where(z < anat.diaphragm_z, np.float32(fat_hu + rng.uniform(0, 20)),
+                        np.float32(mus_hu - 20))
+    inner = inside(w_eff - f - wall, d_eff - f - wall - 4 * s, f * 0.1 + 4 * s) & ~legs & ~head
+    out = np.where(inner, inner_hu, out)
+    grid[...] = out.astype(np.int16)
 
 
 def register_enhancing_materials(canvas: Canvas, rng: np.random.Generator, contrast: str) -> dict:
@@ -320,7 +338,7 @@ def draw_table(canvas: Canvas, pose: Pose, anat: Anatomy, rng: np.random.Generat
     y0 = p[1] - rng.uniform(3, 25)
     curv = rng.uniform(0.0, 0.0006)
     thick = rng.uniform(1.5, 4.0)
-    hu = rng.uniform(150, 600)
+    hu = rng.uniform(80, 400)
     half = rng.uniform(180, 240)
     eff = max(thick, 1.3 * float(canvas.spacing.max()))
     mat = canvas.add_material(Material(hu * thick / eff, hu * thick / eff, 0.0))

@@ -391,7 +391,7 @@ def _restricted_sagittal(array: np.ndarray, centre: np.ndarray, half: int) -> np
     return out
 
 
-def _resample_rows_cols(
+def resample_rows_cols(
     image: np.ndarray,
     src_spacing: tuple[float, float],
     pixel_mm: float,
@@ -481,8 +481,8 @@ def project(volume: Volume, config: PreprocessConfig | None = None) -> Projectio
     r_centre = float(np.median(spine.r_index))
     r_start = r_centre - (width - 1) / 2.0 * pixel / d1
     a_start = spine.a_index - (config.sagittal_spine_fraction * (width - 1)) * pixel / d2
-    frontal = _resample_rows_cols(frontal_full, (d0, d1), pixel, n_rows, r_start, width, fill)
-    sagittal = _resample_rows_cols(sagittal_full, (d0, d2), pixel, n_rows, a_start, width, fill)
+    frontal = resample_rows_cols(frontal_full, (d0, d1), pixel, n_rows, r_start, width, fill)
+    sagittal = resample_rows_cols(sagittal_full, (d0, d2), pixel, n_rows, a_start, width, fill)
 
     corner = grid.corner_ras
     geometry = ProjectionGeometry(
