@@ -280,3 +280,18 @@ def test_contact_sheet_command_writes_png(tmp_path):
 
     with Image.open(out) as im:
         assert im.size[0] > 500 and im.size[1] > 300  # two panels of frontal | sagittal
+
+
+def test_many_random_phantoms_are_consistent():
+    """A small sweep of the "random" preset (every preset, variants, flips, sizes)."""
+    seen = set()
+    for seed in range(100, 118):
+        volume, truth = make_phantom(seed, preset="random", spacing=(4, 4, 4), matrix=100)
+        check_truth(volume, truth)
+        seen.add(truth.preset)
+        if truth.preset in ("abdomen", "abdomen_pelvis", "chest_abdomen_pelvis",
+                            "whole_body", "lumbar_only"):
+            assert truth.l3_in_fov, (seed, truth.preset)
+        if truth.preset == "chest":
+            assert not truth.l3_in_fov
+    assert len(seen) >= 4

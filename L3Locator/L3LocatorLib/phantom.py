@@ -62,7 +62,7 @@ from .volume import Volume, write_volume
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the same seed and options give a different volume (cache keys).
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 
 #: Preset names accepted by ``make_phantom(preset=...)``.
 PRESETS = (
@@ -259,6 +259,12 @@ def resolve_options(seed: int, rng: np.random.Generator, preset: str = "abdomen"
     o.n_lumbar = 4 if u < 0.03 else 6 if u < 0.08 else 5
     u = rng.random()
     o.n_rib_pairs = 11 if u < 0.04 else 13 if u < 0.07 else 12
+    # a sixth lumbar-type vertebra often replaces T12 (11 rib pairs), a fourth comes
+    # with a 13th rib pair: the thoracolumbar count then stays 17
+    if o.n_lumbar == 6 and rng.random() < 0.5:
+        o.n_rib_pairs = 11
+    if o.n_lumbar == 4 and rng.random() < 0.5:
+        o.n_rib_pairs = 13
     u = rng.random()
     o.lstv = "sacralised_L5" if u < 0.05 else "lumbarised_S1" if u < 0.09 else "none"
     o.contrast = str(rng.choice(["none", "arterial", "portal", "delayed"],
@@ -441,6 +447,11 @@ def make_phantom(seed: int = 0, preset: str = "abdomen", **options: Any) -> tupl
     centre_p = np.array([0.0, yc, 0.5 * (z_lo + z_hi)])
     centre = pose.points(centre_p)
     centre[:2] += rng.uniform(-1, 1, 2) * o.fov_shift_mm
+    # Radiographers keep the spine well inside the field even when the body is cut.
+    spine = pose.points(l3_p)
+    half = np.array([extent[0], extent[1]]) / 2 - 60.0
+    centre[:2] = np.clip(centre[:2], spine[:2] - np.maximum(half, 0), spine[:2]
+                         + np.maximum(half, 0))
     centre[2] = 0.5 * (z_lo + z_hi) + pose.shift[2]
     origin = centre - d @ (spacing * (shape_ijk - 1) / 2)
     matrix = np.eye(4)
@@ -488,7 +499,7 @@ def make_phantom(seed: int = 0, preset: str = "abdomen", **options: Any) -> tupl
     t_bone = time.perf_counter()
 
     # cancellous texture: skewed (trabecular plates), mean 0, s.d. ~90 HU
-    texture = (rng.gamma(2.0, 65.0, 4099) - 130.0).astype(np.float32)
+    texture = (rng.gamma(2.0, 45.0, 4099) - 90.0).astype(np.float32)
     nk, nj, ni = canvas.array.shape
     ck, cj, ci = coarse.shape
     fk, fj, fi = int(fac[2]), int(fac[1]), int(fac[0])
@@ -586,6 +597,7 @@ def _truth(anat: Anatomy, pose: Pose, volume: Volume, o: PhantomOptions, seed: i
         "slice_thickness_mm": float(o.slice_thickness_mm or 0), "kernel": o.kernel,
         "noise_hu": float(o.noise_hu), "patient_scale": o.patient_scale,
         "rib_pairs_present": {k: list(v) for k, v in anat.rib_present.items()},
+        "cervical_rib": bool(anat.extras.get("cervical_rib", False)),
         "l3_landmark_ras_always": [float(v) for v in lm_ras],
     }
     return Truth(

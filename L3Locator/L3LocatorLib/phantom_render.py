@@ -399,13 +399,16 @@ class Canvas:
             l_cort = np.clip(np.minimum(b, sh) - np.maximum(a, 0.0), 0.0, None)
             l_core = np.clip(b - np.maximum(a, sh), 0.0, None)
             core_v = core[mat]
+            cort_v = cort[mat]
             if texture is not None:
-                core_v = core_v + texture[(idx + s) % texture.size]
+                tex = texture[(idx + s) % texture.size]
+                core_v = core_v + tex
+                cort_v = cort_v + 1.5 * texture[(idx + s + 1021) % texture.size]
             if soft_lookup is not None:
                 soft = soft_lookup(idx + s).astype(np.float32)
             else:
                 soft = np.float32(0.0)
-            val = (soft * l_soft + cort[mat] * l_cort + core_v * l_core) * (0.5 / edge)
+            val = (soft * l_soft + cort_v * l_cort + core_v * l_core) * (0.5 / edge)
             blk[idx] = np.clip(val, -1024, 3071).astype(np.int16)
 
 

@@ -28,8 +28,9 @@ def register_bone_materials(canvas: Canvas, rng: np.random.Generator, density: f
         return canvas.add_material(Material(cort * d, core * d, shell))
 
     return {
-        "body": m(rng.uniform(1150, 1600), rng.uniform(250, 350), 0.9),
-        "posterior": m(rng.uniform(1050, 1450), rng.uniform(300, 400), 1.2),
+        "body": m(rng.uniform(1300, 1800), rng.uniform(230, 320), 0.7),
+        "posterior": m(rng.uniform(1100, 1500), rng.uniform(220, 300), 1.1),
+        "pedicle": m(rng.uniform(1300, 1650), rng.uniform(200, 280), 1.3),
         "rib": m(rng.uniform(1100, 1500), rng.uniform(180, 280), 1.0),
         "sternum": m(rng.uniform(600, 900), rng.uniform(180, 250), 0.9),
         "flat": m(rng.uniform(1100, 1500), rng.uniform(250, 350), 1.3),
@@ -134,16 +135,16 @@ def draw_vertebra(canvas: Canvas, pose: Pose, v: Vertebra, mats: dict, lstv_l5: 
     for side in (1.0, -1.0):
         a0 = side * px
         _tube(canvas, pose, [post(a0, back + 2 * s, lm), post(a0 * 1.05, back - plen, lm)],
-              ped_r, mats["posterior"], up=e3)
+              ped_r, mats["pedicle"], up=e3)
         # lamina to the midline
         lam_end = post(0.0, back - plen - 9 * s, lm - 0.12 * v.height)
         _tube(canvas, pose, [post(a0 * 1.05, back - plen, lm), lam_end],
-              (0.28 * v.height, 2.8 * s), mats["posterior"], up=e3)
+              (0.26 * v.height, 2.3 * s), mats["posterior"], up=e3)
         # articular processes
         _ell(canvas, pose, [post(a0 * 1.1, back - plen - 2 * s, hh * 0.85)], fr,
-             [[5.0 * s, 4.5 * s, 0.28 * v.height + 2 * s]], mats["posterior"])
+             [[4.0 * s, 4.0 * s, 0.24 * v.height + 2 * s]], mats["posterior"])
         _ell(canvas, pose, [post(a0 * 0.8, back - plen - 6 * s, -hh * 0.8)], fr,
-             [[4.5 * s, 4.5 * s, 0.25 * v.height + 2 * s]], mats["posterior"])
+             [[3.8 * s, 4.0 * s, 0.22 * v.height + 2 * s]], mats["posterior"])
         # transverse process: top edge level with the landmark
         tip = side * v.tp_span
         if lumbar:
@@ -284,6 +285,13 @@ def draw_ribs(canvas: Canvas, pose: Pose, anat: Anatomy, mats: dict, rng: np.ran
         if rib["cartilage"] is not None:
             m = mats["calc_cartilage"] if calcified and rng.random() < 0.5 else mats["cartilage"]
             _tube(canvas, pose, rib["cartilage"], (5.0 * s, 3.0 * s), m, up=[0, 0, 1])
+    if anat.extras.get("cervical_rib") and anat.cervical:
+        c7 = anat.cervical[0]
+        for side in (1.0, -1.0):
+            root = c7.centre + np.array([side * c7.tp_span, -c7.half_depth - 6 * s, 0.0])
+            _tube(canvas, pose, [root, root + np.array([side * 25, 10, -12]) * s,
+                                 root + np.array([side * 40, 30, -25]) * s],
+                  (3.0 * s, 2.5 * s), mats["rib"])
     st = anat.extras["sternum"]
     _tube(canvas, pose, st["points"], st["radii"], mats["sternum"], up=[1, 0, 0])
     _ell(canvas, pose, [st["manubrium"]], np.eye(3), [[26 * s, 7 * s, 20 * s]], mats["sternum"])
@@ -450,11 +458,13 @@ def draw_pelvis(canvas: Canvas, pose: Pose, anat: Anatomy, mats: dict, rng: np.r
         h = anat.head_centres[side_i]
         hx = abs(h[0])
         # crest: PSIS -> top -> ASIS
-        psis = np.array([side * 48 * s, s1[1] - 48 * s, crest_z - 40 * s])
+        # PSIS posterior-medial and low (about S1); the crest rises laterally from it,
+        # leaving the gap beside L5 (its transverse processes) open in the frontal MIP
+        psis = np.array([side * 42 * s, s1[1] - 46 * s, min(crest_z - 45 * s, -5 * s)])
         top = np.array([side * (hx + 22 * s), s1[1] - 12 * s, crest_z])
         asis = np.array([side * (hx + 28 * s), h[1] + 20 * s, crest_z - 42 * s])
         crest = np.concatenate([
-            _bezier(psis, np.array([side * (hx - 25 * s), s1[1] - 45 * s, crest_z + 4 * s]),
+            _bezier(psis, np.array([side * (hx - 5 * s), s1[1] - 45 * s, crest_z - 6 * s]),
                     top, 9),
             _bezier(top, np.array([side * (hx + 36 * s), h[1] - 15 * s, crest_z - 4 * s]),
                     asis, 9)[1:],
@@ -494,7 +504,7 @@ def draw_pelvis(canvas: Canvas, pose: Pose, anat: Anatomy, mats: dict, rng: np.r
         _tube(canvas, pose, crest, (5.5 * s, 4.5 * s), mats["flat"])
         # posterior ilium at the SI joint, thick
         _tube(canvas, pose, [psis, si + np.array([side * 6 * s, -6 * s, 0]),
-                             si + np.array([0, 10 * s, -25 * s])], 11 * s, mats["flat"])
+                             si + np.array([0, 10 * s, -25 * s])], (9 * s, 7 * s), mats["plate"])
         # pelvic brim (arcuate line) SI joint -> iliopubic eminence -> symphysis
         emin = np.array([side * (hx - 20 * s), h[1] + 22 * s, h[2] + 12 * s])
         sym = np.array([side * 9 * s, h[1] + 48 * s, h[2] - 12 * s])
