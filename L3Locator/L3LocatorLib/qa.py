@@ -9,6 +9,7 @@ levels (T12..S1) so the count can be checked, and the L3 probability per row.
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 from typing import Any, Union
 
@@ -20,7 +21,7 @@ from .result import L3Result
 PANEL_HEIGHT = 640  #: target height of the MIP panels (px)
 MAX_SCALE = 2.5  #: short scans are enlarged at most this much
 PROFILE_WIDTH = 150
-HEADER_HEIGHT = 58
+HEADER_HEIGHT = 74
 GREEN = (60, 220, 90)
 AMBER = (255, 190, 40)
 GREY = (150, 150, 150)
@@ -111,7 +112,10 @@ def qa_picture(result: L3Result, title: str = "") -> np.ndarray:
     draw.text((6, 4), title or "", fill=(230, 230, 230), font=large)
     draw.text((6, 22), headline[:120], fill=colour if result.found else AMBER, font=large)
     footer = result.atypical_anatomy or f"model {result.model_name} {result.model_version}"
-    draw.text((6, 41), footer[:140], fill=AMBER if result.atypical_anatomy else GREY, font=small)
+    chars = max(40, canvas.width // 7)
+    for n, line in enumerate(textwrap.wrap(footer, chars)[:2]):
+        draw.text((6, 41 + 15 * n), line, fill=AMBER if result.atypical_anatomy else GREY,
+                  font=small)
     return np.asarray(canvas)
 
 
