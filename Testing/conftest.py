@@ -38,7 +38,7 @@ def phantom_files(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_model_json(tmp_path_factory) -> Path:
-    """The ``tiny`` preset trained here on 80 random phantoms (about a minute on 2 cores)
+    """The ``tiny`` preset trained here on 100 random phantoms (about a minute on 2 cores)
     and exported; validated on phantoms from another seed range."""
     from L3LocatorLib.projection import PreprocessConfig
     from training.sources import parse_sources
@@ -46,8 +46,8 @@ def tiny_model_json(tmp_path_factory) -> Path:
 
     work = tmp_path_factory.mktemp("tiny_model")
     config = PreprocessConfig()
-    train_samples = parse_sources(f"phantoms:80:1000:random:{FAST_PHANTOMS}", config, work)
+    train_samples = parse_sources(f"phantoms:100:1000:random:{FAST_PHANTOMS}", config, work)
     val_samples = parse_sources(f"phantoms:12:900000:random:{FAST_PHANTOMS}", config, work)
-    run = TrainConfig(out=str(work / "run"), arch="tiny", epochs=4, steps_per_epoch=50,
+    run = TrainConfig(out=str(work / "run"), arch="tiny", epochs=6, steps_per_epoch=50,
                       batch_size=8, lr=3e-3, seed=0, name="tiny")
     return train(run, train_samples, val_samples, config, progress=False)

@@ -362,8 +362,9 @@ def _random_range(truth: Truth, rng: np.random.Generator) -> tuple[float, float]
                          "chest", "lumbar"], p=[0.25, 0.2, 0.15, 0.15, 0.1, 0.15])
     if choice == "full":
         return (-big, big)
-    if choice == "above_pelvis":
-        return (rng.uniform(rel("L4", -38), rel("L5", -75) + 5), big)
+    if choice == "above_pelvis":  # lower edge between L5 and L4: no pelvis below
+        low, high = sorted((rel("L5", -75) + 5, rel("L4", -38)))
+        return (rng.uniform(low, high), big)
     if choice == "through_l3_top":
         return (-big, rng.uniform(-30, 35))
     if choice == "through_l3_bottom":
