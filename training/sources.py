@@ -610,8 +610,13 @@ def parse_sources(
     out: list[Sample] = []
     for part in spec.split("+"):
         part = part.strip()
-        if part:
-            out.extend(load_source(part, config, cache_dir, **options))
+        if not part:
+            continue
+        samples = load_source(part, config, cache_dir, **options)
+        if not samples:
+            raise ValueError(f"The data source {part!r} gave no usable scans; check its path "
+                             "and the warnings above.")
+        out.extend(samples)
     return out
 
 

@@ -6,6 +6,9 @@ Every message names the problem and what to do about it; callers show
 
 from __future__ import annotations
 
+from dataclasses import fields
+from typing import Any
+
 
 class L3LocatorError(Exception):
     """Base class: a problem the user can act on (not a bug)."""
@@ -21,3 +24,14 @@ class ModelError(L3LocatorError):
 
 class DependencyError(L3LocatorError):
     """A required package (PaddlePaddle) or device (GPU) is not available."""
+
+
+def refuse_unknown_fields(cls: type, data: dict[str, Any], what: str) -> None:
+    """Raise ``ModelError`` when ``data`` holds keys that are not fields of dataclass ``cls``:
+    a model made by a newer L3Locator, whose settings this version cannot honour."""
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ModelError(
+            f"{what} uses settings this version of L3Locator does not know "
+            f"({', '.join(unknown)}). Update L3Locator or use a model made for it."
+        )

@@ -25,16 +25,17 @@ import os
 import platform
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
 from .decode import LevelDecoding, decode_levels
-from .errors import DependencyError, ModelError
+from .errors import DependencyError, ModelError, refuse_unknown_fields
 from .model import LEVELS, ModelConfig, build_model, import_paddle
 from .projection import PreprocessConfig, Projections, network_input
+from .result import jsonable
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +106,7 @@ class ModelMetadata:
                 f"{source} uses model format version {version}; this version of L3Locator "
                 f"reads version {FORMAT_VERSION}. Update L3Locator or use a model made for it."
             )
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ModelError(
-                f"{source} has fields this version of L3Locator does not know "
-                f"({', '.join(unknown)}). Update L3Locator or use a model made for it."
-            )
+        refuse_unknown_fields(cls, data, source)
         try:
             meta = cls(**data)
         except TypeError as error:
@@ -193,8 +188,8 @@ def export_model(
         threshold=float(threshold),
         weights=weights.name,
         sha256=sha256_file(weights),
-        training=_jsonable(training or {}),
-        metrics=_jsonable(metrics or {}),
+        training=jsonable(training or {}),
+        metrics=jsonable(metrics or {}),
         software=software_versions(),
         created=time.strftime("%Y-%m-%dT%H:%M:%S"),
     )
@@ -202,22 +197,6 @@ def export_model(
     path.write_text(json.dumps(meta.to_dict(), indent=1) + "\n", encoding="utf-8")
     log.info("Exported model %s (weights sha256 %s)", path, meta.sha256[:12])
     return path
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 # ------------------------------------------------------------ loading

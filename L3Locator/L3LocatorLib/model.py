@@ -28,10 +28,10 @@ without it; ``import_paddle`` raises ``DependencyError`` with install advice.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from .errors import DependencyError, ModelError
+from .errors import DependencyError, ModelError, refuse_unknown_fields
 
 log = logging.getLogger(__name__)
 
@@ -113,13 +113,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Build from metadata; refuses fields or versions this code does not know."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ModelError(
-                f"The model's architecture uses settings this version of L3Locator does not "
-                f"know ({', '.join(unknown)}). Update L3Locator or use a model made for it."
-            )
+        refuse_unknown_fields(cls, data, "The model's architecture")
         values = dict(data)
         if "context_dilations" in values:
             values["context_dilations"] = tuple(values["context_dilations"])

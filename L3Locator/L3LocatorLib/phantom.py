@@ -57,6 +57,7 @@ from .phantom_soft import (
     paint_soft_tissue,
     register_enhancing_materials,
 )
+from .result import jsonable
 from .volume import Volume, write_volume
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ class Truth:
             "vertebrae": [v.to_dict() for v in self.vertebrae],
             "n_lumbar": int(self.n_lumbar), "n_rib_pairs": int(self.n_rib_pairs),
             "lstv": self.lstv, "preset": self.preset, "seed": int(self.seed),
-            "extras": _jsonable(self.extras),
+            "extras": jsonable(self.extras),
         }
 
     @classmethod
@@ -178,18 +179,6 @@ class Truth:
             int(d["n_rib_pairs"]), d.get("lstv", "none"), d.get("preset", ""),
             int(d.get("seed", 0)), dict(d.get("extras", {})),
         )
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, (np.floating, np.integer, np.bool_)):
-        return x.item()
-    return x
 
 
 # ---------------------------------------------------------------------------- options

@@ -24,13 +24,13 @@ columns anterior -> posterior.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from .errors import InputError, ModelError
+from .errors import InputError, ModelError, refuse_unknown_fields
 from .volume import Volume
 
 #: Canonical patient directions (RAS unit vectors) of the patient grid's axes 0, 1, 2.
@@ -68,13 +68,7 @@ class PreprocessConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
         """Build from a model's metadata; refuses fields or versions it does not know."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ModelError(
-                f"The model asks for preprocessing settings this version of L3Locator does not "
-                f"know ({', '.join(unknown)}). Update L3Locator or use a model made for it."
-            )
+        refuse_unknown_fields(cls, data, "The model's preprocessing")
         config = cls(**data)
         if config.version != cls.version:
             raise ModelError(

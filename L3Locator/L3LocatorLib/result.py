@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any, Optional
 
 import numpy as np
@@ -76,21 +77,24 @@ class L3Result:
             "model_version": self.model_version,
             "timings_s": dict(self.timings_s),
         }
-        return _plain(out)
+        return jsonable(out, digits=4)
 
 
-def _plain(value: Any) -> Any:
-    """Replace numpy scalars/arrays by Python numbers/lists, recursively."""
+def jsonable(value: Any, digits: Optional[int] = None) -> Any:
+    """Replace numpy scalars/arrays and paths by plain Python values, recursively, so that
+    ``json.dumps`` accepts the result; floats are rounded to ``digits`` when given."""
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {str(k): jsonable(v, digits) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [jsonable(v, digits) for v in value]
     if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
+        return jsonable(value.tolist(), digits)
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
     if isinstance(value, np.integer):
         return int(value)
-    if isinstance(value, np.floating):
-        return round(float(value), 4)
-    if isinstance(value, float):
-        return round(value, 4)
+    if isinstance(value, (float, np.floating)):
+        return round(float(value), digits) if digits is not None else float(value)
+    if isinstance(value, PurePath):
+        return str(value)
     return value
