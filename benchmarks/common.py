@@ -21,11 +21,11 @@ def benchmark_ct(shape_kji: tuple[int, int, int] = (400, 512, 512)) -> Volume:
         from L3LocatorLib.phantom import make_phantom
 
         volume, _ = make_phantom(
-            0, preset="abdomen_pelvis", matrix=(shape_kji[2], shape_kji[1], shape_kji[0]),
-            spacing=(0.8, 0.8, 1.25),
+            0, preset="abdomen_pelvis", matrix=(shape_kji[2], shape_kji[1]),
+            n_slices=shape_kji[0], spacing=(0.8, 0.8, 1.25),
         )
         return volume
-    except (ImportError, TypeError):
+    except ImportError:
         pass
     nk, nj, ni = shape_kji
     y, x = np.mgrid[-nj // 2 : nj // 2, -ni // 2 : ni // 2] * 0.8

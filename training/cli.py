@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--pos-weight", type=float, default=1.0)
     t.add_argument("--no-augment", action="store_true")
     t.add_argument("--view-dropout", type=float, default=0.15)
+    t.add_argument("--hard-negatives", type=float, default=0.2,
+                   help="fraction of training crops cut just above or below L3 (default 0.2)")
     t.add_argument("--val-limit", type=int, default=0,
                    help="validate each epoch on at most this many scans (0 = all)")
     t.add_argument("--seed", type=int, default=0)
@@ -124,7 +126,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         weight_decay=0.0 if is_seed else 1e-4,
         crop_rows=args.crop_rows, target=args.target, sigma=args.sigma, loss=args.loss,
         pos_weight=args.pos_weight, augment=not args.no_augment,
-        view_dropout=args.view_dropout, steps_per_epoch=args.steps_per_epoch, seed=args.seed,
+        view_dropout=args.view_dropout, hard_negatives=args.hard_negatives,
+        steps_per_epoch=args.steps_per_epoch, seed=args.seed,
         name=args.name, version=args.version, device=args.device, threads=args.threads,
         val_limit=args.val_limit,
     )

@@ -52,6 +52,7 @@ class TrainConfig:
     pos_weight: float = 1.0
     augment: bool = True
     view_dropout: float = 0.15
+    hard_negatives: float = 0.2  #: fraction of crops cut just above or below L3
     steps_per_epoch: int = 0  #: 0 = one pass over the training scans
     seed: int = 0
     name: str = "model"
@@ -275,7 +276,8 @@ def train(
     ) if config.weight_decay else paddle.optimizer.Adam(
         learning_rate=config.lr, parameters=model.parameters()
     )
-    aug = AugmentConfig(enabled=config.augment, view_dropout=config.view_dropout)
+    aug = AugmentConfig(enabled=config.augment, view_dropout=config.view_dropout,
+                        p_l3_cut=config.hard_negatives)
     history: list[dict] = []
     start_epoch = 0
     state_file = ckpt_dir / "last.json"

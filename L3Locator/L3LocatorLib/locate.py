@@ -182,9 +182,14 @@ def _body_centre_ap(volume: Volume, r_mm: float, s_mm: float, spine_a: float,
     a_values = np.arange(spine_a + 90.0, spine_a - 90.0, -1.0)  # anterior -> posterior, 1 mm
     offsets = [(dr, ds) for dr in (-4.0, -2.0, 0.0, 2.0, 4.0) for ds in (-2.0, 0.0, 2.0)]
     points = np.array([[r_mm + dr, a, s_mm + ds] for dr, ds in offsets for a in a_values])
-    ijk = volume.ras_to_ijk_points(points)
+    kji = volume.ras_to_ijk_points(points)[:, ::-1]
+    # Sample from the small block around the line only: never copy the whole volume.
+    shape = np.array(volume.array.shape)
+    low = np.clip(np.floor(kji.min(axis=0)).astype(int) - 1, 0, shape - 1)
+    high = np.clip(np.ceil(kji.max(axis=0)).astype(int) + 2, low + 1, shape)
+    block = volume.array[low[0] : high[0], low[1] : high[1], low[2] : high[2]]
     samples = ndimage.map_coordinates(
-        np.asarray(volume.array, dtype=np.float32), ijk[:, ::-1].T, order=1, cval=-1024.0
+        block.astype(np.float32), (kji - low).T, order=1, cval=-1024.0
     )
     profile = samples.reshape(len(offsets), a_values.size).max(axis=0)
     bone = ndimage.binary_closing(profile > bone_hu, structure=np.ones(3))
