@@ -33,15 +33,6 @@ from scipy import ndimage
 from .errors import InputError, ModelError, refuse_unknown_fields
 from .volume import Volume
 
-#: Canonical patient directions (RAS unit vectors) of the patient grid's axes 0, 1, 2.
-PATIENT_AXES_RAS = np.array(
-    [
-        [0.0, 0.0, -1.0],  # axis 0: superior -> inferior
-        [-1.0, 0.0, 0.0],  # axis 1: right -> left
-        [0.0, -1.0, 0.0],  # axis 2: anterior -> posterior
-    ]
-)
-
 
 @dataclass(frozen=True)
 class PreprocessConfig:
