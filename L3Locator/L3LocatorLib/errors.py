@@ -35,3 +35,12 @@ def refuse_unknown_fields(cls: type, data: dict[str, Any], what: str) -> None:
             f"{what} uses settings this version of L3Locator does not know "
             f"({', '.join(unknown)}). Update L3Locator or use a model made for it."
         )
+
+
+def refuse_other_version(found: int, supported: int, what: str) -> None:
+    """Raise ``ModelError`` when a model's settings of kind ``what`` have another version."""
+    if found != supported:
+        raise ModelError(
+            f"{what} is version {found}; this version of L3Locator implements version "
+            f"{supported}. Update L3Locator or use a model made for it."
+        )

@@ -31,7 +31,7 @@ import logging
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from .errors import DependencyError, ModelError, refuse_unknown_fields
+from .errors import DependencyError, ModelError, refuse_other_version, refuse_unknown_fields
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +118,7 @@ class ModelConfig:
         if "context_dilations" in values:
             values["context_dilations"] = tuple(values["context_dilations"])
         config = cls(**values)
-        if config.version != cls.version:
-            raise ModelError(
-                f"The model's architecture is version {config.version}; this version of "
-                f"L3Locator implements version {cls.version}. Update L3Locator or the model."
-            )
+        refuse_other_version(config.version, cls.version, "The model's architecture")
         return config
 
 

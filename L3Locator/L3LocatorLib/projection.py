@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from .errors import InputError, ModelError, refuse_unknown_fields
+from .errors import InputError, refuse_other_version, refuse_unknown_fields
 from .volume import Volume
 
 
@@ -61,11 +61,7 @@ class PreprocessConfig:
         """Build from a model's metadata; refuses fields or versions it does not know."""
         refuse_unknown_fields(cls, data, "The model's preprocessing")
         config = cls(**data)
-        if config.version != cls.version:
-            raise ModelError(
-                f"The model uses preprocessing version {config.version}; this version of "
-                f"L3Locator implements version {cls.version}. Update L3Locator or the model."
-            )
+        refuse_other_version(config.version, cls.version, "The model's preprocessing")
         return config
 
     @property
