@@ -18,6 +18,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from L3LocatorLib.decode import decode_profile
+from L3LocatorLib.inference import view_batch
 from L3LocatorLib.projection import PreprocessConfig, window
 
 from .sources import Sample
@@ -25,24 +26,6 @@ from .sources import Sample
 log = logging.getLogger(__name__)
 
 PredictFn = Callable[[np.ndarray], np.ndarray]  # [B, C, H, W] -> [B, L, H] probabilities
-
-
-def view_batch(sample: Sample, views: Sequence[str], preprocess: PreprocessConfig,
-               per_view: bool = True) -> tuple[list[str], np.ndarray]:
-    """Network inputs for one sample: names and ``[B, C, H, W]``: the model's views
-    ("fused" when it takes two), then each view alone with the other zeroed."""
-    images = {"frontal": sample.frontal_hu, "sagittal": sample.sagittal_hu}
-    x = np.stack([window(images[v], preprocess) for v in views]).astype(np.float32)
-    if len(views) == 1:
-        return [views[0]], x[None]
-    names, batch = ["fused"], [x]
-    if per_view:
-        for i, view in enumerate(views):
-            only = np.zeros_like(x)
-            only[i] = x[i]
-            names.append(view)
-            batch.append(only)
-    return names, np.stack(batch)
 
 
 def predict_samples(
@@ -60,8 +43,10 @@ def predict_samples(
         iterator = tqdm(samples, desc="predicting", unit="scan", leave=False)
     out = []
     for sample in iterator:
-        names, x = view_batch(sample, views, preprocess)
-        probs = predict(x)
+        images = {"frontal": sample.frontal_hu, "sagittal": sample.sagittal_hu}
+        x = np.stack([window(images[v], preprocess) for v in views]).astype(np.float32)
+        names, batch = view_batch(x, views)
+        probs = predict(batch)
         out.append({name: probs[i] for i, name in enumerate(names)})
     return out
 

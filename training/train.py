@@ -18,6 +18,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from L3LocatorLib.inference import expand_channels
 from L3LocatorLib.model import LEVELS, ModelConfig, build_model, count_parameters, preset
 from L3LocatorLib.projection import PreprocessConfig, window
 
@@ -183,9 +184,7 @@ def validate(paddle: Any, model: Any, samples: Sequence[Sample], views: tuple[st
     base = _predictor(paddle, model)
 
     def predict(x: np.ndarray) -> np.ndarray:
-        if x.shape[1] != in_channels:
-            x = np.repeat(x, in_channels // x.shape[1], axis=1)
-        return base(x)
+        return base(expand_channels(x, in_channels))
 
     predictions = predict_samples(predict, samples, views, preprocess)
     metrics, rows = score(samples, predictions, levels, threshold)

@@ -269,6 +269,16 @@ def resolve_device(device: str = "auto") -> str:
     raise DependencyError(f"Unknown device {device!r}; use auto, cpu, gpu or gpu:N.")
 
 
+def expand_channels(x: np.ndarray, in_channels: int) -> np.ndarray:
+    """Repeat the views of ``x`` ``[B, C, H, W]`` to fill ``in_channels`` (the seed's
+    network takes one view three times)."""
+    if x.shape[1] == in_channels:
+        return x
+    if in_channels % x.shape[1] == 0:
+        return np.repeat(x, in_channels // x.shape[1], axis=1)
+    raise ValueError(f"input has {x.shape[1]} channel(s); the model needs {in_channels}")
+
+
 class LoadedModel:
     """A model ready to predict: network in eval mode on its device, plus metadata.
 
@@ -298,19 +308,12 @@ class LoadedModel:
     def answer_index(self) -> int:
         return self.levels.index(self.metadata.answer_level)
 
-    def _expand_channels(self, x: np.ndarray) -> np.ndarray:
-        need = self.config.in_channels
-        if x.shape[1] == need:
-            return x
-        if need % x.shape[1] == 0:
-            return np.repeat(x, need // x.shape[1], axis=1)
-        raise ValueError(f"input has {x.shape[1]} channel(s); the model needs {need}")
-
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Probabilities ``[B, n_levels, H]`` (0..1) for windowed inputs ``[B, C, H, W]``
         (float32, C = ``len(views)``, rows superior -> inferior, any H and W)."""
         paddle = import_paddle()
-        x = np.ascontiguousarray(self._expand_channels(np.asarray(x, dtype=np.float32)))
+        x = expand_channels(np.asarray(x, dtype=np.float32), self.config.in_channels)
+        x = np.ascontiguousarray(x)
         with self._lock:
             paddle.set_device(self.device)
             with paddle.no_grad():
@@ -475,6 +478,24 @@ class RowPrediction:
         return self.probs[view or self.main_view][self.levels.index(self.answer_level)]
 
 
+def view_batch(
+    x: np.ndarray, views: tuple[str, ...] | list[str], per_view: bool = True
+) -> tuple[list[str], np.ndarray]:
+    """The network batch for one scan's windowed input ``x`` ``[C, H, W]`` (channels in
+    ``views`` order): names and ``[B, C, H, W]``. With two views: "fused" (both), then,
+    when ``per_view``, each view alone with the other channel zeroed."""
+    if len(views) == 1:
+        return [views[0]], x[None]
+    names, batch = ["fused"], [x]
+    if per_view:
+        for i, view in enumerate(views):
+            only = np.zeros_like(x)
+            only[i] = x[i]
+            names.append(view)
+            batch.append(only)
+    return names, np.stack(batch)
+
+
 def predict_rows(
     model: LoadedModel, projections: Projections, per_view: bool = True
 ) -> RowPrediction:
@@ -490,21 +511,9 @@ def predict_rows(
             "The projections were made with different preprocessing settings than the model "
             "was trained with; project the volume with model.preprocess."
         )
-    x = network_input(projections, model.views)  # [C, H, W]
-    names: list[str]
-    batch: list[np.ndarray]
-    if len(model.views) == 1:
-        names, batch = [model.views[0]], [x]
-    else:
-        names, batch = ["fused"], [x]
-        if per_view:
-            for i, view in enumerate(model.views):
-                only = np.zeros_like(x)
-                only[i] = x[i]
-                names.append(view)
-                batch.append(only)
+    names, batch = view_batch(network_input(projections, model.views), model.views, per_view)
     started = time.perf_counter()
-    probs = model.predict(np.stack(batch))
+    probs = model.predict(batch)
     seconds = time.perf_counter() - started
     pixel_mm = model.preprocess.pixel_mm
     out_probs = {name: probs[i] for i, name in enumerate(names)}
@@ -541,4 +550,5 @@ __all__ = [
     "resolve_device",
     "sha256_file",
     "software_versions",
+    "view_batch",
 ]
