@@ -263,8 +263,8 @@ class L3LocatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.positionValueLabel.text = f"S = {result.s_mm:.1f} mm"
             self.ui.confidenceValueLabel.text = f"{result.confidence:.2f}"
             status = result.message or "L3 found."
-            if result.atypical_anatomy:
-                status += f" Check the level: {result.atypical_anatomy}"
+            if result.review:
+                status += " " + " ".join(result.review)
             self.ui.jumpButton.enabled = True
             self.ui.jumpButton.toolTip = "Show the L3 slice in the slice views."
             summary = f"L3 at slice {result.slice_index} (S = {result.s_mm:.1f} mm)"
@@ -430,8 +430,8 @@ class L3LocatorLogic(ScriptedLoadableModuleLogic):
         description = (f"Third lumbar vertebra (L3): slice {result.slice_index}, "
                        f"S = {result.s_mm:.1f} mm, confidence {result.confidence:.2f}, "
                        f"model {model}")
-        if result.atypical_anatomy:
-            description += f". Check: {result.atypical_anatomy}"
+        if result.review:
+            description += ". Check: " + " ".join(result.review)
         wasModified = node.StartModify()
         try:
             node.SetLocked(False)

@@ -167,6 +167,7 @@ def test_paddle_not_installed(phantom_files, tiny_model_json, tmp_path):
     row = json.loads(proc.stdout.splitlines()[-1])
     assert row["status"] == "error" and "PaddlePaddle is not installed" in row["message"]
     assert "Traceback" not in proc.stderr
+    assert "1 scan(s): 0 with L3 (0 to check" in proc.stderr and "1 failed" in proc.stderr
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from L3LocatorLib.projection import PreprocessConfig
-from training.augment import AugmentConfig, augment, band_target_2d, row_targets
+from training.augment import (
+    AugmentConfig,
+    augment,
+    band_target_2d,
+    row_stretch,
+    row_targets,
+)
 from training.evaluate import calibrate_threshold, score
 from training.sources import Sample, load_paper_npz, load_samples, save_samples, split_indices
 
@@ -117,6 +123,47 @@ def test_augment_is_deterministic_and_moves_rows_with_the_image():
         if 1 <= row <= 62:
             assert abs(np.argmax(a.images[0, :, 128]) - row) <= 1.0
         assert a.l3_extent[0] < row < a.l3_extent[1]
+
+
+def test_row_stretch_is_smooth_monotonic_and_keeps_the_ends():
+    for seed in range(5):
+        mapped = row_stretch(200, np.random.default_rng(seed), 0.12, 10.0)
+        steps = np.diff(mapped)
+        assert mapped[0] == 0.0 and mapped[-1] == pytest.approx(199.0)
+        assert steps.min() > 0.5 and steps.max() < 2.0  # strictly increasing, bounded stretch
+        assert np.std(np.log(steps)) > 0.03  # it does stretch
+
+
+def test_warped_crops_keep_levels_on_their_rows():
+    sample = _line_sample(h=300, row=150.0)
+    sample.level_rows["L2"] = 120.0
+    sample.frontal_hu[120] = 1400.0
+    quiet = dict(window_scale=0, window_shift=0, p_noise=0, p_blur=0, p_thick=0, p_occlude=0,
+                 p_warp=1.0, p_l3_inside=1.0)
+    checked = 0
+    for seed in range(20):
+        a = augment(sample, np.random.default_rng(seed), 96, PreprocessConfig(),
+                    AugmentConfig(**quiet))
+        column = a.images[0, :, 128]
+        for name in ("L3", "L2"):
+            row = a.level_rows[name]
+            if 2 <= row <= 93:
+                window = slice(int(row) - 2, int(row) + 3)
+                peak = window.start + int(np.argmax(column[window]))
+                assert abs(peak - row) <= 0.75, (seed, name, peak, row)
+                checked += 1
+    assert checked >= 25
+
+
+def test_near_edge_hard_negatives_put_l3_just_outside():
+    sample = _line_sample(h=300, row=150.0)
+    config = AugmentConfig(p_l3_inside=0.0, p_l3_cut=1.0, p_cut_near=1.0)
+    near, mid, _ = config.cut_gap_px
+    for seed in range(20):
+        a = augment(sample, np.random.default_rng(seed), 64, PreprocessConfig(), config)
+        row = a.level_rows["L3"]
+        gap = -row if row < 0 else row - 63
+        assert near - 1e-6 <= gap <= mid + 1e-6, (seed, row)
 
 
 def test_calibrate_threshold_and_score():

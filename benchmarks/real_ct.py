@@ -9,6 +9,15 @@ published tools get wrong: no pelvis (counting must start from the ribs), no
 ribs (counting from the sacrum only), a tight window around L3, and two cuts
 without L3 (above it, below it), which must answer "not found".
 
+A sweep then moves one edge of the field of view through the lumbar spine in
+4 mm steps (the lower edge from the L2 centre down to the bottom of L4, the
+upper edge from the L4 centre up to the top of L2). A cut that leaves all of
+L3 must find it inside its extent, one that leaves none of it must answer "not
+found", and one through L3 may answer either way but a slice it reports must
+lie inside L3. This is where counting from the ribs alone, or from the sacrum
+alone, goes wrong; the sweep also counts how many wrong answers were not flagged
+for review (``L3Result.needs_review``), the ones a user would trust.
+
 Per case: the status, the error of the chosen slice's S position against the L3
 centroid (mm), and whether that slice lies inside the L3 extent from
 ``truth.json``. The last line is one JSON object.
@@ -54,6 +63,56 @@ def cases_for(vertebrae: dict) -> list[Case]:
         Case("above L3 (L2 and up)", l3[1] + 8.0, None, False),
         Case("below L3 (L4 and down)", None, l3[0] - 8.0, False),
     ]
+
+
+SWEEP_STEP_MM = 4.0
+
+
+def sweep_cases(vertebrae: dict) -> list[tuple[Case, Optional[bool]]]:
+    """Cuts moving the lower, then the upper, field-of-view edge through L2..L4.
+
+    Each case comes with whether L3 must be found (True), must not be (False), or
+    may be either way because the cut passes through L3 (None).
+    """
+    l3_low, l3_high = vertebrae["L3"]["s_extent_mm"]
+    out: list[tuple[Case, Optional[bool]]] = []
+    for s_min in np.arange(vertebrae["L2"]["centroid_ras_mm"][2],
+                           vertebrae["L4"]["s_extent_mm"][0], -SWEEP_STEP_MM):
+        expected = False if s_min > l3_high else (True if s_min <= l3_low else None)
+        out.append((Case(f"lower edge at S {s_min:.0f}", float(s_min), None, bool(expected)),
+                    expected))
+    for s_max in np.arange(vertebrae["L4"]["centroid_ras_mm"][2],
+                           vertebrae["L2"]["s_extent_mm"][1], SWEEP_STEP_MM):
+        expected = False if s_max < l3_low else (True if s_max >= l3_high else None)
+        out.append((Case(f"upper edge at S {s_max:.0f}", None, float(s_max), bool(expected)),
+                    expected))
+    return out
+
+
+def sweep(volume: Volume, vertebrae: dict, model) -> dict:
+    """Run :func:`sweep_cases`; count the wrong answers of each kind."""
+    l3_low, l3_high = vertebrae["L3"]["s_extent_mm"]
+    tally = {"cases": 0, "missed": 0, "false_alarms": 0, "outside_l3": 0,
+             "confident_wrong": 0, "flagged_right": 0, "wrong": []}
+    for case, expected in sweep_cases(vertebrae):
+        result = locate(crop_s(volume, case.s_min, case.s_max), model=model)
+        tally["cases"] += 1
+        inside = result.found and l3_low <= result.s_mm <= l3_high
+        problem = None
+        if result.found and not inside:
+            problem = "false_alarms" if expected is False else "outside_l3"
+        elif expected is True and not result.found:
+            problem = "missed"
+        if problem:
+            tally[problem] += 1
+            tally["confident_wrong"] += int(result.found and not result.needs_review)
+            tally["wrong"].append({"case": case.name, "problem": problem,
+                                   "confidence": round(result.confidence, 3),
+                                   "s_mm": result.s_mm, "flagged": result.needs_review})
+        else:
+            tally["flagged_right"] += int(result.needs_review)
+    tally["correct"] = tally["cases"] - len(tally["wrong"])
+    return tally
 
 
 def crop_s(volume: Volume, s_min: Optional[float], s_max: Optional[float]) -> Volume:
@@ -104,8 +163,8 @@ def main() -> int:
         err_text = f"{error_mm:7.1f}" if error_mm is not None else "      -"
         print(f"{case.name:28s} {result.status:10s} {result.confidence:5.2f} {s_text} "
               f"{err_text}  {verdict}")
-        if result.atypical_anatomy:
-            print(f"{'':28s} note: {result.atypical_anatomy}")
+        for reason in result.review:
+            print(f"{'':28s} check: {reason}")
         if args.qa_dir:
             slug = "".join(c if c.isalnum() else "_" for c in case.name)
             save_qa_png(result, args.qa_dir / f"ct328_{slug}.png", title=f"ct328: {case.name}")
@@ -116,8 +175,17 @@ def main() -> int:
         })
     n_correct = sum(r["correct"] for r in rows)
     print(f"{n_correct}/{len(rows)} cases correct")
+    swept = sweep(volume, truth, model)
+    print(f"sweep of field-of-view edges every {SWEEP_STEP_MM:.0f} mm: {swept['correct']}/"
+          f"{swept['cases']} correct ({swept['false_alarms']} false alarms, "
+          f"{swept['missed']} missed, {swept['outside_l3']} outside L3); wrong and not flagged "
+          f"for review: {swept['confident_wrong']}; right but flagged: {swept['flagged_right']}")
+    for wrong in swept["wrong"]:
+        flag = "flagged" if wrong.get("flagged") else "NOT flagged"
+        print(f"  {wrong['case']:24s} {wrong['problem']:12s} conf {wrong['confidence']:.2f} "
+              f"{flag}")
     print(json.dumps({"scan": scan.name, "model": model.metadata.name, "correct": n_correct,
-                      "cases": len(rows), "rows": rows}))
+                      "cases": len(rows), "rows": rows, "sweep": swept}))
     return 0
 
 

@@ -7,9 +7,13 @@ does not depend on batch order or on the number of worker processes.
 Images are ``[2, H, W]`` float32 HU (frontal, sagittal), rows superior ->
 inferior. One affine resampling does scale (patient size and pixel size),
 the vertical crop (which may move L3 anywhere, or remove it: hard negatives
-cut just above or below L3) and horizontal shifts; then intensity window
-jitter, noise, blur, simulated thick slices, left-right flip of the frontal
-view and occlusions.
+cut just above or below L3) and horizontal shifts. A smooth random stretch
+along the rows then makes some vertebrae and discs taller or shorter than their
+neighbours, so the network must count vertebrae rather than measure distances
+from the ribs or the pelvis (a single real anatomy, the label-map CT, would
+otherwise teach it one patient's proportions). Then intensity window jitter,
+noise, blur, simulated thick slices, left-right flip of the frontal view and
+occlusions.
 """
 
 from __future__ import annotations
@@ -35,6 +39,13 @@ class AugmentConfig:
     shift_px: float = 10.0  #: std of the horizontal shift (pixels)
     p_l3_inside: float = 0.5  #: crops placed so L3 is inside
     p_l3_cut: float = 0.2  #: crops cut just above or below L3 (hard negatives)
+    #: of those, the share whose edge lies within one vertebra of L3 (L3 just out of view:
+    #: the level must be counted from the far end, the way false alarms happen)
+    p_cut_near: float = 0.5
+    cut_gap_px: tuple[float, float, float] = (4.0, 14.0, 40.0)  #: near / far gap bounds (rows)
+    p_warp: float = 0.5  #: smooth stretch along the rows
+    warp_log_std: float = 0.12  #: std of the log local stretch (0.12: about +/- 12 %)
+    warp_length_px: float = 10.0  #: correlation length of the stretch (rows; ~ half a vertebra)
     window_scale: float = 0.08  #: HU gain jitter, +/- fraction
     window_shift: float = 60.0  #: HU offset jitter, +/- HU
     p_noise: float = 0.5
@@ -80,7 +91,8 @@ def augment(
         y = rng.uniform(margin, crop_rows - 1 - margin)
         r0 = l3 - y / f_r
     elif l3 is not None and u < config.p_l3_inside + config.p_l3_cut:
-        gap = rng.uniform(4.0, 40.0)
+        near, mid, far = config.cut_gap_px
+        gap = rng.uniform(near, mid) if rng.random() < config.p_cut_near else rng.uniform(mid, far)
         y = -gap if rng.random() < 0.5 else crop_rows - 1 + gap
         r0 = l3 - y / f_r
     elif h > span:
@@ -88,20 +100,49 @@ def augment(
     else:
         r0 = rng.uniform(h - span, 0.0) if config.enabled else 0.0
     shifts = rng.normal(0.0, config.shift_px, size=2) if config.enabled else np.zeros(2)
+    # Input row of every output row: affine, or a smooth monotonic stretch of it.
+    stretch = np.arange(crop_rows, dtype=np.float64)
+    if config.enabled and rng.random() < config.p_warp:
+        stretch = row_stretch(crop_rows, rng, config.warp_log_std, config.warp_length_px)
+    in_rows = r0 + stretch / f_r
     out = np.empty((2, crop_rows, w), dtype=np.float32)
+    cols = np.arange(w, dtype=np.float64)
     for v, image in enumerate((sample.frontal_hu, sample.sagittal_hu)):
         col_offset = (w - 1) / 2.0 - (w - 1) / 2.0 / f_c + shifts[v]
-        ndimage.affine_transform(
-            image, [1.0 / f_r, 1.0 / f_c], offset=[r0, col_offset], output_shape=(crop_rows, w),
-            output=out[v], order=1, mode="constant", cval=fill,
-        )
-    rows = {k: (r - r0) * f_r for k, r in sample.level_rows.items()}
+        grid_r, grid_c = np.meshgrid(in_rows, col_offset + cols / f_c, indexing="ij")
+        ndimage.map_coordinates(image, [grid_r, grid_c], output=out[v], order=1,
+                                mode="constant", cval=fill)
+
+    def out_row(r: float) -> float:
+        """Output row of input row ``r`` (inverse of ``in_rows``; affine outside the crop)."""
+        if r < in_rows[0]:
+            return (r - in_rows[0]) * f_r
+        if r > in_rows[-1]:
+            return crop_rows - 1 + (r - in_rows[-1]) * f_r
+        return float(np.interp(r, in_rows, np.arange(crop_rows)))
+
+    rows = {k: out_row(r) for k, r in sample.level_rows.items()}
     extent = None
     if sample.l3_top_row is not None and sample.l3_bottom_row is not None:
-        extent = ((sample.l3_top_row - r0) * f_r, (sample.l3_bottom_row - r0) * f_r)
+        extent = (out_row(sample.l3_top_row), out_row(sample.l3_bottom_row))
     if config.enabled:
         _intensity(out, rng, config, fill)
     return Augmented(out, rows, extent)
+
+
+def row_stretch(n: int, rng: np.random.Generator, log_std: float,
+                length_px: float) -> np.ndarray:
+    """A smooth, strictly increasing map of ``n`` output rows to input rows (in rows).
+
+    The local stretch ``exp(z)`` has ``z`` Gaussian-correlated over ``length_px`` rows
+    with standard deviation ``log_std``; the map starts at 0 and ends at ``n - 1``, so
+    the crop's overall scale is unchanged and only the proportions within it vary.
+    """
+    z = ndimage.gaussian_filter1d(rng.normal(0.0, 1.0, n + 1), length_px, mode="wrap")
+    z *= log_std / max(float(z.std()), 1e-9)
+    step = np.exp(z[:-1])
+    mapped = np.concatenate([[0.0], np.cumsum(step[:-1])])
+    return mapped * (n - 1) / mapped[-1]
 
 
 def _intensity(images: np.ndarray, rng: np.random.Generator, c: AugmentConfig,

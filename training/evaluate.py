@@ -17,9 +17,10 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from L3LocatorLib.decode import decode_profile
+from L3LocatorLib.decode import decode_levels, decode_profile
 from L3LocatorLib.inference import view_batch
 from L3LocatorLib.projection import PreprocessConfig, window
+from L3LocatorLib.review import review_reasons
 
 from .sources import Sample
 
@@ -89,7 +90,10 @@ def score(
     absolute error), ``max_mm``, ``within_5mm``/``within_10mm`` (% of scans with L3),
     ``in_body`` (% whose row lies inside L3's extent, of scans where it is known),
     ``presence_accuracy`` (% of all scans judged present/absent correctly),
-    ``missed`` and ``false_alarms`` (counts), ``n_negative``.
+    ``missed`` and ``false_alarms`` (counts), ``n_negative``; and with the review
+    policy the product applies (``L3LocatorLib.review``): ``flagged`` (% of found L3s
+    flagged for review), ``confident_false_alarms`` (found without L3 and not flagged)
+    and ``confident_outside`` (found outside the L3 body and not flagged).
     """
     index = list(levels).index(answer)
     rows: list[dict[str, object]] = []
@@ -103,13 +107,22 @@ def score(
         }
         for view, probs in pred.items():
             acc = per_view.setdefault(
-                view, {"err": [], "in_body": [], "presence": [], "missed": [], "false": []}
+                view, {"err": [], "in_body": [], "presence": [], "missed": [], "false": [],
+                       "flagged": [], "confident_false": [], "confident_outside": []}
             )
             decoded = decode_profile(probs[index], 0.0)
             said_present = decoded.confidence >= threshold
             row[f"{view}_row"] = round(float(decoded.row), 3)
             row[f"{view}_confidence"] = round(decoded.confidence, 4)
             acc["presence"].append(said_present == sample.l3_present)
+            flagged = False
+            if said_present:
+                every = decode_levels(probs, levels, threshold, sample.pixel_mm, answer)
+                flagged = bool(review_reasons(
+                    decoded.row, decoded.confidence, threshold, probs.shape[1], sample.pixel_mm,
+                    every.rows, levels, every.atypical, answer=answer))
+                acc["flagged"].append(flagged)
+                row[f"{view}_review"] = flagged
             if sample.l3_present:
                 error_mm = abs(decoded.row - sample.l3_row) * sample.pixel_mm
                 acc["err"].append(error_mm)
@@ -119,8 +132,10 @@ def score(
                     inside = sample.l3_top_row <= decoded.row <= sample.l3_bottom_row
                     acc["in_body"].append(inside)
                     row[f"{view}_in_body"] = inside
+                    acc["confident_outside"].append(said_present and not inside and not flagged)
             else:
                 acc["false"].append(said_present)
+                acc["confident_false"].append(said_present and not flagged)
         rows.append(row)
     metrics: dict[str, dict[str, float]] = {}
     for view, acc in per_view.items():
@@ -140,6 +155,9 @@ def score(
             m["in_body"] = float(100 * np.mean(acc["in_body"]))
         m["presence_accuracy"] = float(100 * np.mean(acc["presence"]))
         m["false_alarms"] = int(np.sum(acc["false"]))
+        m["flagged"] = float(100 * np.mean(acc["flagged"])) if acc["flagged"] else 0.0
+        m["confident_false_alarms"] = int(np.sum(acc["confident_false"]))
+        m["confident_outside"] = int(np.sum(acc["confident_outside"]))
         metrics[view] = m
     return metrics, rows
 
@@ -162,15 +180,18 @@ def presence_confidences(
 def format_metrics(metrics: dict[str, dict[str, float]]) -> str:
     """A small fixed-width table of the per-view metrics."""
     cols = ["n", "mean_mm", "median_mm", "std_mm", "max_mm", "within_5mm", "within_10mm",
-            "in_body", "presence_accuracy", "n_negative"]
-    head = f"{'view':9s}" + "".join(f"{c:>11s}" for c in cols)
+            "in_body", "presence_accuracy", "n_negative", "false_alarms", "flagged",
+            "confident_false_alarms"]
+    short = {"presence_accuracy": "presence", "false_alarms": "false_al",
+             "confident_false_alarms": "conf_false"}
+    head = f"{'view':9s}" + "".join(f"{short.get(c, c):>12s}" for c in cols)
     lines = [head]
     for view, m in metrics.items():
         cells = []
         for c in cols:
             v = m.get(c)
-            cells.append(f"{'-':>11s}" if v is None else f"{v:11.2f}" if isinstance(v, float)
-                         else f"{v:11d}")
+            cells.append(f"{'-':>12s}" if v is None else f"{v:12.2f}" if isinstance(v, float)
+                         else f"{v:12d}")
         lines.append(f"{view:9s}" + "".join(cells))
     return "\n".join(lines)
 

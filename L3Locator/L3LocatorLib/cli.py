@@ -7,8 +7,10 @@
 
 ``locate`` prints one JSON object per input per line on stdout (fields
 ``input``, ``status`` ok|not_found|error, ``slice_index``, ``l3_ijk``,
-``l3_ras_mm``, ``confidence``, ``message``, ...). Exit status: 0 when no input
-errored, 1 when any did, 2 on bad usage.
+``l3_ras_mm``, ``confidence``, ``needs_review``, ``message``, ``review``, ...) and
+a one-line summary on stderr at the end. ``needs_review`` is true when the level
+should be checked by a person, for the reasons in ``review``. Exit status: 0
+when no input errored, 1 when any did, 2 on bad usage.
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ def run_locate(args: argparse.Namespace) -> int:
     except L3LocatorError as error:
         model_error = error
 
-    any_error = False
+    counts = {"ok": 0, "not_found": 0, "error": 0, "review": 0}
     progress = _progress(len(inputs))
     with ThreadPoolExecutor(max_workers=args.workers) as pool:
         pending: list[Future[Any]] = [pool.submit(read_volume, p) for p in inputs[: args.workers]]
@@ -124,13 +126,17 @@ def run_locate(args: argparse.Namespace) -> int:
             if ahead < len(inputs):
                 pending.append(pool.submit(read_volume, inputs[ahead]))
             row = _locate_one(path, future, model, model_error, args)
-            any_error |= row["status"] == "error"
+            counts[row["status"]] = counts.get(row["status"], 0) + 1
+            counts["review"] += bool(row.get("needs_review"))
             print(json.dumps(row), flush=True)
             if writer is not None:
                 writer.write(row)
             progress.update(1)
     progress.close()
-    return EXIT_SOME_FAILED if any_error else EXIT_OK
+    print(f"{len(inputs)} scan(s): {counts['ok']} with L3 ({counts['review']} to check: see "
+          f"'review'), {counts['not_found']} without, {counts['error']} failed (see 'message').",
+          file=sys.stderr)
+    return EXIT_SOME_FAILED if counts["error"] else EXIT_OK
 
 
 def _locate_one(
@@ -215,6 +221,8 @@ def run_demo(args: argparse.Namespace) -> int:
     in_memory = sum(v for k, v in result.timings_s.items() if k != "load_model")
     print(f"Confidence {result.confidence:.2f}; model {result.model_name} {result.model_version}; "
           f"{in_memory:.2f} s (plus {result.timings_s['load_model']:.2f} s to load the model).")
+    for reason in result.review:
+        print(f"Check: {reason}")
     print(f"QA picture: {picture}")
     return EXIT_OK
 

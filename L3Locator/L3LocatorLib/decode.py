@@ -177,6 +177,5 @@ def check_anatomy(
             + f". Check the {answer} level by counting the vertebrae yourself "
             "(transitional vertebra, unusual rib count or a scan the model finds hard)."
         )
-        log.info(message)
         return message
     return None

@@ -18,6 +18,7 @@ import numpy as np
 from .errors import InputError
 from .projection import Projections, check_ct_like, project
 from .result import STATUS_NOT_FOUND, STATUS_OK, L3Result, ViewResult
+from .review import review_reasons
 from .volume import Volume
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,14 @@ def locate(
         result.slice_index = ijk[geometry.slice_axis]
         result.s_mm = float(point[2])
         result.atypical_anatomy = main.atypical
-        result.message = "L3 found."
+        result.review = review_reasons(
+            l3.row, l3.confidence, prediction.threshold, projections.frontal_hu.shape[0],
+            geometry.pixel_mm, main.rows, prediction.levels, main.atypical,
+            answer=prediction.answer_level,
+        )
+        if main.atypical:
+            log.info("%s", main.atypical)
+        result.message = "L3 found; check the level." if result.review else "L3 found."
     timings["decode"] = time.perf_counter() - start
     result.timings_s = timings
     return result

@@ -111,11 +111,11 @@ def qa_picture(result: L3Result, title: str = "") -> np.ndarray:
         headline = f"L3 not found: {result.message}" if result.message else "L3 not found"
     draw.text((6, 4), title or "", fill=(230, 230, 230), font=large)
     draw.text((6, 22), headline[:120], fill=colour if result.found else AMBER, font=large)
-    footer = result.atypical_anatomy or f"model {result.model_name} {result.model_version}"
+    footer = ("Check: " + " ".join(result.review) if result.review
+              else f"model {result.model_name} {result.model_version}")
     chars = max(40, canvas.width // 7)
     for n, line in enumerate(textwrap.wrap(footer, chars)[:2]):
-        draw.text((6, 41 + 15 * n), line, fill=AMBER if result.atypical_anatomy else GREY,
-                  font=small)
+        draw.text((6, 41 + 15 * n), line, fill=AMBER if result.review else GREY, font=small)
     return np.asarray(canvas)
 
 

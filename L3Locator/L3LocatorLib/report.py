@@ -15,7 +15,8 @@ from .errors import L3LocatorError
 from .result import STATUS_ERROR, L3Result
 from .volume import VOLUME_SUFFIXES, is_volume_file
 
-#: Columns of a results file, in order. ``l3_ijk`` and ``l3_ras_mm`` hold JSON lists.
+#: Columns of a results file, in order. ``l3_ijk`` and ``l3_ras_mm`` hold JSON lists;
+#: ``review`` the reasons to check the level, in words (empty when there are none).
 ROW_FIELDS = (
     "input",
     "status",
@@ -24,9 +25,10 @@ ROW_FIELDS = (
     "l3_ras_mm",
     "s_mm",
     "confidence",
+    "needs_review",
     "message",
+    "review",
     "slice_axis",
-    "atypical_anatomy",
     "model",
     "qa_png",
     "seconds",
@@ -51,8 +53,9 @@ def result_row(
         return row
     data = result.to_dict()
     for name in ("status", "slice_index", "l3_ijk", "l3_ras_mm", "s_mm", "confidence",
-                 "message", "slice_axis", "atypical_anatomy"):
+                 "needs_review", "message", "slice_axis"):
         row[name] = data[name]
+    row["review"] = " ".join(result.review) or None
     row["model"] = " ".join(filter(None, (result.model_name, result.model_version))) or None
     row["seconds"] = round(sum(result.timings_s.values()), 3) if result.timings_s else None
     return row

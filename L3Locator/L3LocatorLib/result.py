@@ -46,6 +46,9 @@ class L3Result:
     #: S mm of every predicted level (e.g. "L1": 250.0), for the anatomy check.
     levels_s_mm: dict[str, float] = field(default_factory=dict)
     atypical_anatomy: Optional[str] = None  #: plain words when the spine looks unusual
+    #: Plain-words reasons to have a person check the level (``review.review_reasons``);
+    #: empty when the answer needs no check.
+    review: list[str] = field(default_factory=list)
     model_name: str = ""
     model_version: str = ""
     timings_s: dict[str, float] = field(default_factory=dict)
@@ -55,6 +58,11 @@ class L3Result:
     @property
     def found(self) -> bool:
         return self.status == STATUS_OK
+
+    @property
+    def needs_review(self) -> bool:
+        """True when a found level should be checked by a person (see ``review``)."""
+        return bool(self.review)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (no numpy types, no evidence)."""
@@ -67,6 +75,8 @@ class L3Result:
             "l3_ras_mm": self.l3_ras_mm,
             "s_mm": self.s_mm,
             "confidence": self.confidence,
+            "needs_review": self.needs_review,
+            "review": list(self.review),
             "views": {
                 name: {"row": v.row, "confidence": v.confidence, "s_mm": v.s_mm}
                 for name, v in self.views.items()

@@ -1,0 +1,99 @@
+"""When an answer should be checked by a person, and why, in plain words.
+
+A found L3 is flagged for review when:
+
+* the confidence is only just above the model's absent threshold (within
+  ``ReviewPolicy.margin``): the model barely told "L3 here" from "no L3";
+* the scan ends less than one vertebra below the answer, so the level could be
+  counted from the ribs only, or begins less than one vertebra above it, so it
+  could be counted from the pelvis only. This is where models and readers
+  alike are off by one: a chest CT that stops just above L3 shows L2 as the
+  lowest vertebra and invites calling it L3;
+* the predicted levels do not look like a normal spine (``decode.check_anatomy``).
+
+The confidence itself is left as the model gave it (it is calibrated against
+the threshold); the flag says how far to trust the level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from .decode import LEVEL_SPACING_MM
+
+
+@dataclass(frozen=True)
+class ReviewPolicy:
+    """Settings of :func:`review_reasons`."""
+
+    #: Flag answers whose confidence is below ``threshold + margin`` (0..1).
+    margin: float = 0.15
+    #: Flag answers closer than this many level spacings to the top or bottom of the scan.
+    edge_levels: float = 1.0
+    #: Level spacing (mm) assumed when no neighbouring level is found: adult lumbar
+    #: vertebral body plus disc.
+    default_spacing_mm: float = 35.0
+
+
+def level_spacing_mm(rows: dict[str, float], levels: Sequence[str], answer: str,
+                     pixel_mm: float, default_mm: float) -> float:
+    """Distance (mm) between the ``answer`` level and its nearest found neighbour, per level;
+    ``default_mm`` when no neighbour is found or the distance is implausible."""
+    if answer not in rows:
+        return default_mm
+    i = list(levels).index(answer)
+    gaps = []
+    for j in (i - 1, i + 1):
+        if 0 <= j < len(levels) and levels[j] in rows:
+            gaps.append(abs(rows[levels[j]] - rows[answer]) * pixel_mm)
+    low, high = LEVEL_SPACING_MM
+    gaps = [g for g in gaps if low <= g <= high]
+    return min(gaps) if gaps else default_mm
+
+
+def review_reasons(
+    row: Optional[float],
+    confidence: float,
+    threshold: float,
+    n_rows: int,
+    pixel_mm: float,
+    rows: dict[str, float],
+    levels: Sequence[str],
+    atypical: Optional[str] = None,
+    answer: str = "L3",
+    policy: ReviewPolicy = ReviewPolicy(),
+) -> list[str]:
+    """Plain-words reasons to check a found ``answer`` level; empty when there are none.
+
+    ``row`` is the answer's sub-pixel projection row (rows run superior -> inferior,
+    ``n_rows`` of them, ``pixel_mm`` each), None when not found (no reasons then).
+    ``rows`` holds every level found (name -> row), ``levels`` the anatomical order.
+    """
+    if row is None:
+        return []
+    reasons = []
+    if confidence < threshold + policy.margin:
+        reasons.append(
+            f"The model is not sure ({confidence:.2f}, just above its cut-off of "
+            f"{threshold:.2f})."
+        )
+    spacing = level_spacing_mm(rows, levels, answer, pixel_mm, policy.default_spacing_mm)
+    edge_mm = policy.edge_levels * spacing
+    below_mm = (n_rows - 1 - row) * pixel_mm
+    above_mm = row * pixel_mm
+    if below_mm < edge_mm:
+        reasons.append(
+            f"The scan ends {below_mm:.0f} mm below this level, so it was counted from the "
+            f"ribs alone: confirm it by counting down from the last rib-bearing vertebra "
+            f"(if the scan stops above {answer}, the lowest vertebra is easily mistaken "
+            f"for it)."
+        )
+    if above_mm < edge_mm:
+        reasons.append(
+            f"The scan begins {above_mm:.0f} mm above this level, so it was counted from "
+            f"the pelvis alone: confirm it by counting up from the sacrum."
+        )
+    if atypical:
+        reasons.append(atypical)
+    return reasons
