@@ -44,6 +44,9 @@ from L3LocatorLib.volume import Volume  # noqa: E402
 #: Attribute on the point lists this module makes: the ID of the volume they belong to.
 VOLUME_ID_ATTRIBUTE = "L3Locator.VolumeNodeID"
 POINT_LABEL = "L3"
+#: Label of a point whose level should be checked (``L3Result.needs_review``): the "?"
+#: shows in the slice views, the reasons are in the point's description.
+REVIEW_POINT_LABEL = "L3?"
 #: Paddle's own package index for CUDA builds of PaddlePaddle 3
 #: (PyPI only has the old 2.6 GPU build, which breaks on numpy 2).
 PADDLE_CUDA_INDEX = "https://www.paddlepaddle.org.cn/packages/stable/{tag}/"
@@ -83,6 +86,9 @@ volume's own slice axis, from 0), the slice used for body composition;</li>
 <li><b>Confidence</b>: 0 to 1; low values mean the scan looks unusual to the model,
 check the level by counting the vertebrae;</li>
 <li>the two projections with the predicted level drawn on them, to check at a glance.</li>
+<li>when the level should be checked by eye, the point is labelled <b>L3?</b> and the status
+line says why: the confidence is low, the scan ends or begins within one vertebra of L3 (so
+the level was counted from one end of the spine only), or the spine looks atypical.</li>
 </ul>
 When L3 is not in the scan (a chest-only CT, for example) no point is placed and the
 panel says so. Always review the level before using it: vertebral counting is hard
@@ -418,7 +424,8 @@ class L3LocatorLogic(ScriptedLoadableModuleLogic):
 
     def placePoint(self, volumeNode, result: L3Result, pointListNode=None):
         """Add or update the point list of ``volumeNode`` with one locked point ``L3``
-        at ``result.l3_ras_mm`` (world RAS). Returns the point list node."""
+        (``L3?`` when the level should be checked) at ``result.l3_ras_mm`` (world RAS).
+        Returns the point list node."""
         node = pointListNode or self.findPointList(volumeNode)
         if node is None:
             node = slicer.mrmlScene.AddNewNodeByClass(
@@ -437,8 +444,9 @@ class L3LocatorLogic(ScriptedLoadableModuleLogic):
             node.SetLocked(False)
             node.RemoveAllControlPoints()
             r, a, s = (float(v) for v in result.l3_ras_mm)
-            index = node.AddControlPointWorld(vtk.vtkVector3d(r, a, s), POINT_LABEL)
-            node.SetNthControlPointLabel(index, POINT_LABEL)
+            label = REVIEW_POINT_LABEL if result.needs_review else POINT_LABEL
+            index = node.AddControlPointWorld(vtk.vtkVector3d(r, a, s), label)
+            node.SetNthControlPointLabel(index, label)
             node.SetNthControlPointDescription(index, description)
             node.SetNthControlPointLocked(index, True)
             node.SetLocked(True)

@@ -2,7 +2,8 @@
 
 ``real_skeleton_ct328.nrrd`` is a real patient's skeleton (TotalSegmentator data
 set, CC BY 4.0). The chosen slice must lie inside its L3 extent from
-``truth.json``; cut above L3 or below it, L3 must not be reported.
+``truth.json``; cut above L3 or below it, L3 must not be reported; and with one
+edge of the field of view moved through L2..L4 in 4 mm steps, no wrong answer.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ pytestmark = [
 ]
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from real_ct import cases_for, crop_s  # noqa: E402
+from real_ct import cases_for, crop_s, sweep  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +56,10 @@ def test_scans_without_l3_are_not_found(scan_and_truth):
             continue
         result = locate(crop_s(volume, case.s_min, case.s_max))
         assert result.status == "not_found", (case.name, result.s_mm, result.confidence)
+
+
+def test_field_of_view_sweep_has_no_wrong_answers(scan_and_truth):
+    volume, truth = scan_and_truth
+    tally = sweep(volume, truth, None)
+    assert tally["cases"] >= 40
+    assert tally["wrong"] == [], tally["wrong"]

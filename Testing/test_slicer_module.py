@@ -108,6 +108,26 @@ def fake_locate_brightest(calls):
     return locate
 
 
+def test_flagged_answer_is_labelled_for_checking(slicer, mod, monkeypatch):
+    import L3LocatorLib.locate
+
+    inner = fake_locate_brightest([])
+    reason = "The scan ends 10 mm below this level, so it was counted from the ribs alone."
+
+    def locate(*args, **kwargs):
+        result = inner(*args, **kwargs)
+        result.review = [reason]
+        return result
+
+    monkeypatch.setattr(L3LocatorLib.locate, "locate", locate)
+    node = bright_volume(slicer, np.diag([0.8, 0.8, 3.0, 1.0]), bright_kji=(7, 3, 11))
+    result = mod.L3LocatorLogic().locate(node)
+    assert result.needs_review
+    (pointList,) = fiducial_nodes(slicer)
+    assert pointList.GetNthControlPointLabel(0) == "L3?"
+    assert reason in pointList.GetNthControlPointDescription(0)
+
+
 def fake_locate_not_found(volume, model=None, device="auto", views="both", **opts):
     from L3LocatorLib.result import L3Result
 
