@@ -166,6 +166,36 @@ def test_near_edge_hard_negatives_put_l3_just_outside():
         assert near - 1e-6 <= gap <= mid + 1e-6, (seed, row)
 
 
+def test_short_field_of_view_blanks_rows_and_their_levels():
+    i3 = LEVELS7.index("L3")
+    # Only rows 40..63 show the scan: L3 at row 20 is absent there, at row 38 it is unsure.
+    t, m = row_targets({"L3": 20.0}, LEVELS7, LEVELS7, 64, rows_with_data=(40, 63))
+    assert m[i3] == 1.0 and t[i3].max() == 0.0
+    t, m = row_targets({"L3": 38.0}, LEVELS7, LEVELS7, 64, rows_with_data=(40, 63))
+    assert m[i3] == 0.0
+    t, m = row_targets({"L3": 45.0}, LEVELS7, LEVELS7, 64, rows_with_data=(40, -1))
+    assert m[i3] == 1.0 and np.argmax(t[i3]) == 45
+
+    sample = _line_sample(h=300, row=150.0)
+    sample.frontal_hu += 300.0  # a background brighter than the blank fill
+    sample.sagittal_hu += 300.0
+    quiet = dict(window_scale=0, window_shift=0, p_noise=0, p_blur=0, p_thick=0, p_occlude=0,
+                 p_short_fov=1.0, scale=(1.0, 1.0))
+    fill = PreprocessConfig().hu_min - 1.0
+    sides = set()
+    for seed in range(12):
+        a = augment(sample, np.random.default_rng(seed), 128, PreprocessConfig(),
+                    AugmentConfig(**quiet))
+        first, last = a.rows_with_data
+        assert 60 <= last - first + 1 <= 160 and (first == 0 or last == 127)
+        sides.add(first == 0)
+        blank = np.ones(128, dtype=bool)
+        blank[first : last + 1] = False
+        assert np.all(a.images[:, blank] == fill)
+        assert np.mean(a.images[0, first : last + 1, 128] > fill) > 0.5  # the scan is kept
+    assert sides == {True, False}
+
+
 def test_calibrate_threshold_and_score():
     assert calibrate_threshold([0.9, 0.8, 0.7], [0.1, 0.3]) == pytest.approx(0.5)
     assert calibrate_threshold([0.9], []) == 0.1

@@ -43,6 +43,10 @@ class AugmentConfig:
     #: the level must be counted from the far end, the way false alarms happen)
     p_cut_near: float = 0.5
     cut_gap_px: tuple[float, float, float] = (4.0, 14.0, 40.0)  #: near / far gap bounds (rows)
+    #: blank the crop above or below a window (the scan ends there): short fields of view
+    #: such as a liver-phase scan from T10 to L2, where only one end of the spine shows
+    p_short_fov: float = 0.15
+    short_fov_px: tuple[float, float] = (60.0, 160.0)  #: window height range (rows)
     p_warp: float = 0.5  #: smooth stretch along the rows
     warp_log_std: float = 0.12  #: std of the log local stretch (0.12: about +/- 12 %)
     warp_length_px: float = 10.0  #: correlation length of the stretch (rows; ~ half a vertebra)
@@ -66,6 +70,8 @@ class Augmented:
     images: np.ndarray  #: float32 [2, H, W] HU
     level_rows: dict[str, float]
     l3_extent: Optional[tuple[float, float]]
+    #: first and last row showing the scan (the rest is blank, as beyond a scan's end)
+    rows_with_data: tuple[int, int] = (0, -1)
 
 
 def augment(
@@ -125,9 +131,18 @@ def augment(
     extent = None
     if sample.l3_top_row is not None and sample.l3_bottom_row is not None:
         extent = (out_row(sample.l3_top_row), out_row(sample.l3_bottom_row))
+    first, last = 0, crop_rows - 1
+    if config.enabled and rng.random() < config.p_short_fov:
+        height = int(rng.uniform(*config.short_fov_px))
+        if rng.random() < 0.5:
+            first = crop_rows - height
+        else:
+            last = height - 1
+        out[:, :first] = fill
+        out[:, last + 1 :] = fill
     if config.enabled:
         _intensity(out, rng, config, fill)
-    return Augmented(out, rows, extent)
+    return Augmented(out, rows, extent, (first, last))
 
 
 def row_stretch(n: int, rng: np.random.Generator, log_std: float,
@@ -182,6 +197,7 @@ def row_targets(
     sigma: float = 1.5,
     band: int = 3,
     edge_margin: float = 3.0,
+    rows_with_data: tuple[int, int] = (0, -1),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Targets ``[n_levels, n_rows]`` (0..1) and loss mask ``[n_levels]`` (0 or 1).
 
@@ -190,10 +206,12 @@ def row_targets(
     A level outside the image (or absent from the scan) has an all-zero target;
     a level the source does not know is masked out, and so is one whose landmark
     lies just outside the image (within ``edge_margin`` rows), where "present" and
-    "absent" cannot be told apart.
+    "absent" cannot be told apart. ``rows_with_data`` (first, last; negative counts
+    from the end) limits "the image" to the rows that show the scan.
     """
     target = np.zeros((len(levels), n_rows), dtype=np.float32)
     mask = np.zeros(len(levels), dtype=np.float32)
+    first, last = (r % n_rows for r in rows_with_data)
     rows = np.arange(n_rows, dtype=np.float32)
     for i, level in enumerate(levels):
         if level not in known_levels:
@@ -202,8 +220,8 @@ def row_targets(
         row = level_rows.get(level)
         if row is None:
             continue
-        if row < -0.5 or row > n_rows - 0.5:
-            if row > -0.5 - edge_margin and row < n_rows - 0.5 + edge_margin:
+        if row < first - 0.5 or row > last + 0.5:
+            if row > first - 0.5 - edge_margin and row < last + 0.5 + edge_margin:
                 mask[i] = 0.0
             continue
         if kind == "gaussian":

@@ -116,7 +116,7 @@ def make_batch(
             x = np.repeat(x, in_channels // x.shape[0], axis=0)
         kind = "band" if config.target in ("band", "band2d") else "gaussian"
         t, m = row_targets(a.level_rows, samples[i].known_levels, levels, config.crop_rows,
-                           kind=kind, sigma=config.sigma)
+                           kind=kind, sigma=config.sigma, rows_with_data=a.rows_with_data)
         if config.target == "band2d":
             t = band_target_2d(t, x.shape[2])
         xs.append(x)
