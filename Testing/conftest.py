@@ -49,5 +49,8 @@ def tiny_model_json(tmp_path_factory) -> Path:
     train_samples = parse_sources(f"phantoms:100:1000:random:{FAST_PHANTOMS}", config, work)
     val_samples = parse_sources(f"phantoms:12:900000:random:{FAST_PHANTOMS}", config, work)
     run = TrainConfig(out=str(work / "run"), arch="tiny", epochs=6, steps_per_epoch=50,
-                      batch_size=8, lr=3e-3, seed=0, name="tiny")
+                      batch_size=8, lr=3e-3, seed=0, name="tiny",
+                      # 300 steps learn the plain task; the hardest augmentations are for
+                      # the shipped model's longer training.
+                      augmentation={"p_short_fov": 0.0, "p_warp": 0.0})
     return train(run, train_samples, val_samples, config, progress=False)

@@ -61,7 +61,8 @@ class TrainConfig:
     device: str = "cpu"
     threads: int = 1
     val_limit: int = 0  #: validate on at most this many scans (0 = all)
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: overrides of ``AugmentConfig`` fields, e.g. ``{"p_warp": 0.0}``
+    augmentation: dict[str, Any] = field(default_factory=dict)
 
 
 def model_levels(config: TrainConfig, arch: ModelConfig) -> tuple[str, ...]:
@@ -275,8 +276,8 @@ def train(
     ) if config.weight_decay else paddle.optimizer.Adam(
         learning_rate=config.lr, parameters=model.parameters()
     )
-    aug = AugmentConfig(enabled=config.augment, view_dropout=config.view_dropout,
-                        p_l3_cut=config.hard_negatives)
+    aug = AugmentConfig(**{"enabled": config.augment, "view_dropout": config.view_dropout,
+                           "p_l3_cut": config.hard_negatives, **config.augmentation})
     history: list[dict] = []
     start_epoch = 0
     state_file = ckpt_dir / "last.json"
