@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from L3LocatorLib.decode import DecodedRow, LevelDecoding
 from L3LocatorLib.review import ReviewPolicy, level_spacing_mm, review_reasons
 
 LEVELS = ("T12", "L1", "L2", "L3", "L4", "L5", "S1")
@@ -17,11 +18,19 @@ def _spine(l3_row: float, spacing_rows: float = 17.5) -> dict[str, float]:
     return {name: l3_row + (i - i3) * spacing_rows for i, name in enumerate(LEVELS)}
 
 
+def _decoding(rows: dict[str, float], confidence: float = 0.95,
+              atypical: str | None = None) -> LevelDecoding:
+    """A decoding in which the levels at ``rows`` were found (L3 with ``confidence``)."""
+    decoded = {name: DecodedRow(None, 0.0, 0) for name in LEVELS}
+    for name, row in rows.items():
+        decoded[name] = DecodedRow(row, confidence if name == "L3" else 0.9, int(row))
+    return LevelDecoding(levels=LEVELS, decoded=decoded, atypical=atypical)
+
+
 def _reasons(row, n_rows, confidence=0.95, threshold=0.5, rows=None, atypical=None):
     rows = _spine(row) if rows is None else rows
     inside = {k: r for k, r in rows.items() if 0 <= r <= n_rows - 1}
-    return review_reasons(row, confidence, threshold, n_rows, PIXEL_MM, inside, LEVELS,
-                          atypical)
+    return review_reasons(_decoding(inside, confidence, atypical), threshold, n_rows, PIXEL_MM)
 
 
 def test_confident_answer_mid_scan_needs_no_review():
@@ -29,7 +38,7 @@ def test_confident_answer_mid_scan_needs_no_review():
 
 
 def test_not_found_has_no_reasons():
-    assert review_reasons(None, 0.3, 0.5, 200, PIXEL_MM, {}, LEVELS) == []
+    assert review_reasons(_decoding({}, confidence=0.3), 0.5, 200, PIXEL_MM) == []
 
 
 def test_confidence_just_above_threshold_is_flagged():

@@ -118,9 +118,8 @@ def score(
             flagged = False
             if said_present:
                 every = decode_levels(probs, levels, threshold, sample.pixel_mm, answer)
-                flagged = bool(review_reasons(
-                    decoded.row, decoded.confidence, threshold, probs.shape[1], sample.pixel_mm,
-                    every.rows, levels, every.atypical, answer=answer))
+                flagged = bool(review_reasons(every, threshold, probs.shape[1], sample.pixel_mm,
+                                              answer=answer))
                 acc["flagged"].append(flagged)
                 row[f"{view}_review"] = flagged
             if sample.l3_present:

@@ -146,11 +146,9 @@ def locate(
         result.slice_index = ijk[geometry.slice_axis]
         result.s_mm = float(point[2])
         result.atypical_anatomy = main.atypical
-        result.review = review_reasons(
-            l3.row, l3.confidence, prediction.threshold, projections.frontal_hu.shape[0],
-            geometry.pixel_mm, main.rows, prediction.levels, main.atypical,
-            answer=prediction.answer_level,
-        )
+        result.review = review_reasons(main, prediction.threshold,
+                                       projections.frontal_hu.shape[0], geometry.pixel_mm,
+                                       answer=prediction.answer_level)
         if main.atypical:
             log.info("%s", main.atypical)
         result.message = "L3 found; check the level." if result.review else "L3 found."

@@ -18,9 +18,9 @@ the threshold); the flag says how far to trust the level.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Sequence
 
-from .decode import LEVEL_SPACING_MM
+from .decode import LEVEL_SPACING_MM, LevelDecoding
 
 
 @dataclass(frozen=True)
@@ -53,32 +53,30 @@ def level_spacing_mm(rows: dict[str, float], levels: Sequence[str], answer: str,
 
 
 def review_reasons(
-    row: Optional[float],
-    confidence: float,
+    decoding: LevelDecoding,
     threshold: float,
     n_rows: int,
     pixel_mm: float,
-    rows: dict[str, float],
-    levels: Sequence[str],
-    atypical: Optional[str] = None,
     answer: str = "L3",
     policy: ReviewPolicy = ReviewPolicy(),
 ) -> list[str]:
-    """Plain-words reasons to check a found ``answer`` level; empty when there are none.
+    """Plain-words reasons to check the ``answer`` level of ``decoding`` (one profile's
+    levels, found with ``threshold``); empty when there are none or it was not found.
 
-    ``row`` is the answer's sub-pixel projection row (rows run superior -> inferior,
-    ``n_rows`` of them, ``pixel_mm`` each), None when not found (no reasons then).
-    ``rows`` holds every level found (name -> row), ``levels`` the anatomical order.
+    The profile has ``n_rows`` rows (superior -> inferior) of ``pixel_mm`` each.
     """
-    if row is None:
+    found = decoding.decoded.get(answer)
+    if found is None or found.row is None:
         return []
+    row, confidence, rows = found.row, found.confidence, decoding.rows
     reasons = []
     if confidence < threshold + policy.margin:
         reasons.append(
             f"The model is not sure ({confidence:.2f}, just above its cut-off of "
             f"{threshold:.2f})."
         )
-    spacing = level_spacing_mm(rows, levels, answer, pixel_mm, policy.default_spacing_mm)
+    spacing = level_spacing_mm(rows, decoding.levels, answer, pixel_mm,
+                               policy.default_spacing_mm)
     edge_mm = policy.edge_levels * spacing
     below_mm = (n_rows - 1 - row) * pixel_mm
     above_mm = row * pixel_mm
@@ -94,6 +92,6 @@ def review_reasons(
             f"The scan begins {above_mm:.0f} mm above this level, so it was counted from "
             f"the pelvis alone: confirm it by counting up from the sacrum."
         )
-    if atypical:
-        reasons.append(atypical)
+    if decoding.atypical:
+        reasons.append(decoding.atypical)
     return reasons
