@@ -93,15 +93,20 @@ def sweep_cases(vertebrae: dict) -> list[tuple[Case, Optional[bool]]]:
     return out
 
 
+def inside_l3(result, vertebrae: dict) -> bool:
+    """Whether ``result`` found L3 at an S position within the true L3 extent."""
+    low, high = vertebrae["L3"]["s_extent_mm"]
+    return result.found and low <= result.s_mm <= high
+
+
 def sweep(volume: Volume, vertebrae: dict, model) -> dict:
     """Run :func:`sweep_cases`; count the wrong answers of each kind."""
-    l3_low, l3_high = vertebrae["L3"]["s_extent_mm"]
     tally = {"cases": 0, "missed": 0, "false_alarms": 0, "outside_l3": 0,
              "confident_wrong": 0, "flagged_right": 0, "wrong": []}
     for case, expected in sweep_cases(vertebrae):
         result = locate(crop_s(volume, case.s_min, case.s_max), model=model)
         tally["cases"] += 1
-        inside = result.found and l3_low <= result.s_mm <= l3_high
+        inside = inside_l3(result, vertebrae)
         problem = None
         if result.found and not inside:
             problem = "false_alarms" if expected is False else "outside_l3"
@@ -182,7 +187,7 @@ def main() -> int:
             rows.append({"case": case.name, "status": "error", "correct": False})
             continue
         error_mm = abs(result.s_mm - l3_s) if result.found else None
-        inside = result.found and l3_low <= result.s_mm <= l3_high
+        inside = inside_l3(result, truth)
         correct = inside if case.l3_expected else not result.found
         verdict = "ok" if correct else "WRONG"
         s_text = f"{result.s_mm:7.1f}" if result.found else "      -"
@@ -204,7 +209,7 @@ def main() -> int:
     robustness = []
     for name, harder in degraded(volume, np.asarray(truth["L3"]["centroid_ras_mm"])):
         result = locate(harder, model=model)
-        inside = result.found and l3_low <= result.s_mm <= l3_high
+        inside = inside_l3(result, truth)
         verdict = "ok" if inside else ("not found" if not result.found else "WRONG")
         print(f"{name:28s} {result.status:10s} {result.confidence:5.2f}  {verdict}")
         robustness.append({"case": name, "status": result.status, "inside_l3": bool(inside),

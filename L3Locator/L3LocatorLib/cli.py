@@ -126,7 +126,7 @@ def run_locate(args: argparse.Namespace) -> int:
             if ahead < len(inputs):
                 pending.append(pool.submit(read_volume, inputs[ahead]))
             row = _locate_one(path, future, model, model_error, args)
-            counts[row["status"]] = counts.get(row["status"], 0) + 1
+            counts[row["status"]] += 1
             counts["review"] += bool(row.get("needs_review"))
             print(json.dumps(row), flush=True)
             if writer is not None:
