@@ -658,7 +658,7 @@ class L3LocatorTest(ScriptedLoadableModuleTest):
     def _phantomNode(self, preset: str, seed: int, name: str):
         import numpy as np
 
-        from L3LocatorLib.phantom import make_phantom
+        from L3LocatorLib.phantoms import make_phantom
 
         volume, truth = make_phantom(seed, preset=preset)
         node = slicer.util.addVolumeFromArray(np.array(volume.array), volume.ijk_to_ras, name)

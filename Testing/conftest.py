@@ -25,7 +25,7 @@ def phantom_files(tmp_path_factory) -> dict:
     ``with_l3``: abdomen-pelvis, 1.5 mm in-plane, 2.5 mm slices (axial LPS).
     ``chest``: a chest-only scan that does not contain L3.
     """
-    from L3LocatorLib.phantom import make_phantom
+    from L3LocatorLib.phantoms import make_phantom
     from L3LocatorLib.volume import write_volume
 
     folder = tmp_path_factory.mktemp("phantom_files")

@@ -7,7 +7,7 @@ import pytest
 
 from L3LocatorLib.errors import InputError
 from L3LocatorLib.locate import locate
-from L3LocatorLib.phantom import make_phantom
+from L3LocatorLib.phantoms import make_phantom
 from L3LocatorLib.qa import qa_picture
 from L3LocatorLib.volume import Volume, read_volume
 

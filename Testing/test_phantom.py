@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO / "L3Locator") not in sys.path:
     sys.path.insert(0, str(REPO / "L3Locator"))
 
-from L3LocatorLib.phantom import (  # noqa: E402
+from L3LocatorLib.phantoms import (  # noqa: E402
     PRESETS,
     Truth,
     make_phantom,
@@ -239,7 +239,7 @@ def _labelmap():
 
 
 def test_truth_from_labelmap_matches_shared_truth():
-    from L3LocatorLib.labelmap_ct import truth_from_labelmap
+    from L3LocatorLib.phantoms.labelmap_ct import truth_from_labelmap
 
     labels, cmap = _labelmap()
     ref = json.loads((SHARED / "truth.json").read_text())["real_labelmap_ct327.nrrd"]
@@ -256,7 +256,7 @@ def test_truth_from_labelmap_matches_shared_truth():
 
 
 def test_labelmap_ct_has_bone_at_landmark_and_crops():
-    from L3LocatorLib.labelmap_ct import labelmap_to_ct
+    from L3LocatorLib.phantoms.labelmap_ct import labelmap_to_ct
 
     labels, cmap = _labelmap()
     volume, truth = labelmap_to_ct(labels, cmap, seed=2, z_range_mm=(-60, 120))

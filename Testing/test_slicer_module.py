@@ -674,9 +674,9 @@ def trained_model(request) -> str:
 
 def phantom_or_skip():
     try:
-        from L3LocatorLib.phantom import make_phantom
+        from L3LocatorLib.phantoms import make_phantom
     except ImportError:
-        pytest.skip("L3LocatorLib.phantom (make_phantom) is not there yet")
+        pytest.skip("L3LocatorLib.phantoms (make_phantom) is not there yet")
     return make_phantom
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from L3LocatorLib.projection import PreprocessConfig
 
-phantom = pytest.importorskip("L3LocatorLib.phantom")
+phantom = pytest.importorskip("L3LocatorLib.phantoms")
 
 from training.sources import parse_sources  # noqa: E402
 

@@ -18,7 +18,7 @@ def benchmark_ct(shape_kji: tuple[int, int, int] = (400, 512, 512)) -> Volume:
     benchmark runs on any checkout.
     """
     try:
-        from L3LocatorLib.phantom import make_phantom
+        from L3LocatorLib.phantoms import make_phantom
 
         volume, _ = make_phantom(
             0, preset="abdomen_pelvis", matrix=(shape_kji[2], shape_kji[1]),

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO / "L3Locator") not in sys.path:
     sys.path.insert(0, str(REPO / "L3Locator"))
 
-from L3LocatorLib.phantom import make_phantom  # noqa: E402
+from L3LocatorLib.phantoms import make_phantom  # noqa: E402
 
 CASES = {
     "full 512x512x400": dict(preset="chest_abdomen_pelvis", spacing=(0.8, 0.8, 1.0),

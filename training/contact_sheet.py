@@ -89,7 +89,7 @@ def _real_panels(config) -> list[np.ndarray]:
     ct327 = SHARED_DATA / "real_labelmap_ct327.nrrd"
     cmap = SHARED_DATA / "class_map_ct327.json"
     if ct327.is_file() and cmap.is_file():
-        from L3LocatorLib.labelmap_ct import labelmap_to_ct
+        from L3LocatorLib.phantoms.labelmap_ct import labelmap_to_ct
         from L3LocatorLib.volume import read_volume
 
         volume, truth = labelmap_to_ct(read_volume(ct327), json.loads(cmap.read_text()), seed=1)
@@ -104,7 +104,7 @@ def make_sheet(out: Path, n: int = 16, seed: int = 0, columns: int = 6,
     """Write the contact sheet PNG; returns its path."""
     from PIL import Image
 
-    from L3LocatorLib.phantom import make_phantom
+    from L3LocatorLib.phantoms import make_phantom
     from L3LocatorLib.projection import PreprocessConfig
 
     config = PreprocessConfig()

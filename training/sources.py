@@ -310,7 +310,7 @@ def sample_from_projections(
 
 def sample_from_truth(volume: Any, truth: Any, config: PreprocessConfig, name: str,
                       source: str = "") -> Sample:
-    """Project a phantom (``Volume``, ``Truth`` from ``L3LocatorLib.phantom``) into a sample."""
+    """Project a phantom (``Volume``, ``Truth`` from ``L3LocatorLib.phantoms``) into a sample."""
     projections = project(volume, config)
     level_s = {}
     extent = None
@@ -329,7 +329,7 @@ def sample_from_truth(volume: Any, truth: Any, config: PreprocessConfig, name: s
 
 def _phantom_worker(args: tuple[int, str, dict, dict]) -> Optional[Sample]:
     seed, preset, options, config_dict = args
-    from L3LocatorLib.phantom import make_phantom
+    from L3LocatorLib.phantoms import make_phantom
 
     config = PreprocessConfig(**config_dict)
     try:
@@ -357,7 +357,7 @@ _LABELMAP_CACHE: dict[str, Any] = {}
 
 def _labelmap_case(path: str, seed: int) -> tuple[Any, Any]:
     """One synthetic CT (with a random field of view) from a label map."""
-    from L3LocatorLib.labelmap_ct import labelmap_phantom
+    from L3LocatorLib.phantoms.labelmap_ct import labelmap_phantom
 
     if path not in _LABELMAP_CACHE:
         from L3LocatorLib.volume import read_volume
@@ -592,12 +592,9 @@ def _parse_options(items: Sequence[str]) -> dict[str, Any]:
 
 
 def _generator_version() -> str:
-    try:
-        from L3LocatorLib import phantom
+    from L3LocatorLib.phantoms import GENERATOR_VERSION
 
-        return str(getattr(phantom, "GENERATOR_VERSION", getattr(phantom, "__version__", "1")))
-    except ImportError:
-        return "missing"
+    return GENERATOR_VERSION
 
 
 def parse_sources(

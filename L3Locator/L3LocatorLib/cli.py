@@ -194,7 +194,7 @@ def _progress(total: int) -> Any:
 def run_demo(args: argparse.Namespace) -> int:
     """Locate L3 on a built-in phantom and print the answer next to the truth."""
     from .locate import locate
-    from .phantom import make_phantom
+    from .phantoms import make_phantom
     from .qa import save_qa_png
 
     print("Making a synthetic abdomen-pelvis CT (a phantom with a known L3) ...")
@@ -228,7 +228,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def run_phantom(args: argparse.Namespace) -> int:
-    from .phantom import PRESETS, write_phantom
+    from .phantoms import PRESETS, write_phantom
 
     if args.preset not in PRESETS:
         print(f"Unknown preset {args.preset!r}; choose one of: {', '.join(PRESETS)}",

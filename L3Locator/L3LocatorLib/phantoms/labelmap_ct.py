@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from .phantom import Truth, VertebraTruth
-from .phantom_render import finish_ct
-from .volume import Volume
+from ..volume import Volume
+from .render import finish_ct
+from .truth import Truth, VertebraTruth
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import logging
 
 import numpy as np
 
-from .phantom_anatomy import Anatomy, Pose, body_section
-from .phantom_render import Canvas, Material, paint_mask
+from .anatomy import Anatomy, Pose, body_section
+from .render import Canvas, Material, paint_mask
 
 log = logging.getLogger(__name__)
 

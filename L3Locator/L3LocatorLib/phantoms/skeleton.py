@@ -14,8 +14,8 @@ import logging
 
 import numpy as np
 
-from .phantom_anatomy import Anatomy, Pose, Vertebra, body_section
-from .phantom_render import Canvas, Material
+from .anatomy import Anatomy, Pose, Vertebra, body_section
+from .render import Canvas, Material
 
 log = logging.getLogger(__name__)
 
