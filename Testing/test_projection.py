@@ -18,15 +18,11 @@ from geometry_helpers import (
     signed_permutation,
 )
 
+from L3LocatorLib.checks import check_ct_like
 from L3LocatorLib.errors import InputError, ModelError
-from L3LocatorLib.projection import (
-    PreprocessConfig,
-    check_ct_like,
-    network_input,
-    project,
-    to_patient_grid,
-    window,
-)
+from L3LocatorLib.patient_grid import to_patient_grid
+from L3LocatorLib.preprocess import PreprocessConfig, window
+from L3LocatorLib.projection import network_input, project
 from L3LocatorLib.volume import Volume
 
 FINE = PreprocessConfig(pixel_mm=1.0, width_mm=160.0)

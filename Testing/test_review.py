@@ -85,8 +85,8 @@ def test_atypical_anatomy_is_a_reason_and_reasons_add_up():
 def test_locate_flags_a_scan_that_stops_just_below_l3(phantom_files):
     """The shipped model on a phantom cut 12 mm below its L3 landmark: found and flagged;
     the same phantom whole: found and not flagged."""
-    from L3LocatorLib.inference import default_model_path
     from L3LocatorLib.locate import locate
+    from L3LocatorLib.network import default_model_path
     from L3LocatorLib.volume import read_volume
 
     if not default_model_path().exists():

@@ -248,7 +248,7 @@ def test_tiny_preset_loss_goes_down():
 
 def test_cli_train_then_evaluate_end_to_end(tmp_path):
     paddle = pytest.importorskip("paddle")
-    from L3LocatorLib.inference import load_model
+    from L3LocatorLib.network import load_model
     from training.cli import main
 
     data = tmp_path / "l3_dataset.npz"

@@ -149,7 +149,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from L3LocatorLib.inference import read_metadata
+    from L3LocatorLib.network import read_metadata
 
     from .evaluate import evaluate_model, format_metrics
     from .sources import split_indices

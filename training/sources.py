@@ -235,7 +235,7 @@ def load_paper_npz(
         if seed_filter and int(rows[i] * s[2]) > 512:
             continue
         if seed_preprocess:
-            from L3LocatorLib.projection import seed_preprocess as _seed
+            from training.original_port import seed_preprocess as _seed
 
             seeded = _seed(images_f[i], images_s[i], rows[i], s)
             if seeded is None:

@@ -18,12 +18,20 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from L3LocatorLib.inference import expand_channels
-from L3LocatorLib.model import LEVELS, ModelConfig, build_model, count_parameters, preset
+from L3LocatorLib.model import (
+    LEVELS,
+    ModelConfig,
+    build_model,
+    count_parameters,
+    import_paddle,
+    preset,
+)
+from L3LocatorLib.network import expand_channels
 from L3LocatorLib.projection import PreprocessConfig, window
 
 from .augment import AugmentConfig, augment, band_target_2d, row_targets
 from .evaluate import calibrate_threshold, predict_samples, presence_confidences, score
+from .export import export_model
 from .sources import Sample
 
 log = logging.getLogger(__name__)
@@ -243,9 +251,6 @@ def train(
     progress: bool = True,
 ) -> Path:
     """Train, checkpoint each epoch, export ``OUT/<name>.json``; return its path."""
-    from L3LocatorLib.inference import export_model
-    from L3LocatorLib.model import import_paddle
-
     paddle = import_paddle()
     from tqdm import tqdm
 

@@ -110,7 +110,7 @@ def run_locate(args: argparse.Namespace) -> int:
     model: Any = None
     model_error: Optional[BaseException] = None
     try:
-        from .inference import load_model
+        from .network import load_model
 
         model = load_model(args.model, device=args.device)
     except L3LocatorError as error:

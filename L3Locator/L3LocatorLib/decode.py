@@ -9,7 +9,8 @@ added: the trained target is centred on the landmark row, so the peak is too.
 
 ``decode_levels`` does this for every level and checks the result against
 normal anatomy (levels in order, plausible spacing, L3 between its
-neighbours), returning a plain-words message when it looks atypical.
+neighbours), returning a plain-words message when it looks atypical;
+``decode_prediction`` does it for every view of one scan.
 """
 
 from __future__ import annotations
@@ -179,3 +180,67 @@ def check_anatomy(
         )
         return message
     return None
+
+
+@dataclass
+class RowPrediction:
+    """Per-level row probabilities of one scan, fused and per view.
+
+    Attributes:
+        levels: output level names (channel order, superior -> inferior).
+        probs: view name (``"fused"``, ``"frontal"``, ``"sagittal"``) -> float32
+            ``[n_levels, n_rows]`` probabilities. ``"fused"`` is the model run on
+            every view it takes; single-view entries have the other view zeroed
+            (or are the model's only view).
+        decoded: view name -> ``LevelDecoding`` (rows, confidences, anatomy check).
+        answer_level: the level reported ("L3").
+        threshold: the model's absent threshold.
+        pixel_mm: row size (mm).
+    """
+
+    levels: tuple[str, ...]
+    probs: dict[str, np.ndarray]
+    decoded: dict[str, LevelDecoding]
+    answer_level: str
+    threshold: float
+    pixel_mm: float
+
+    @property
+    def main_view(self) -> str:
+        """The view whose answer is reported: "fused" when available."""
+        return "fused" if "fused" in self.probs else next(iter(self.probs))
+
+    def answer(self, view: Optional[str] = None) -> DecodedRow:
+        """``DecodedRow`` of the answer level for ``view`` (default: ``main_view``)."""
+        return self.decoded[view or self.main_view].decoded[self.answer_level]
+
+    def answer_profile(self, view: Optional[str] = None) -> np.ndarray:
+        """Probability profile ``[n_rows]`` of the answer level."""
+        return self.probs[view or self.main_view][self.levels.index(self.answer_level)]
+
+
+def decode_prediction(
+    probs: dict[str, np.ndarray],
+    levels: Sequence[str],
+    *,
+    threshold: float,
+    pixel_mm: float,
+    answer_level: str = "L3",
+) -> RowPrediction:
+    """Decode every level of every view of one scan.
+
+    ``probs`` maps view names ("fused", "frontal", "sagittal") to ``[n_levels, n_rows]``
+    probabilities (``network.predict_views``); ``pixel_mm`` is the row size (mm).
+    """
+    decoded = {
+        name: decode_levels(p, levels, threshold, pixel_mm, answer_level)
+        for name, p in probs.items()
+    }
+    return RowPrediction(
+        levels=tuple(levels),
+        probs=dict(probs),
+        decoded=decoded,
+        answer_level=answer_level,
+        threshold=float(threshold),
+        pixel_mm=float(pixel_mm),
+    )

@@ -8,6 +8,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .projection import Projections
+
 #: ``L3Result.status`` values.
 STATUS_OK = "ok"
 STATUS_NOT_FOUND = "not_found"
@@ -21,6 +23,17 @@ class ViewResult:
     row: Optional[float]  #: sub-pixel projection row of L3, None when absent
     confidence: float  #: 0..1
     s_mm: Optional[float] = None  #: RAS S of ``row`` (mm)
+
+
+@dataclass
+class Evidence:
+    """What the answer rests on; drawn by ``qa.qa_picture``."""
+
+    projections: Projections
+    profile: np.ndarray  #: P(L3) per projection row of the view that answered
+    row: Optional[float]  #: sub-pixel L3 row, None when not found
+    threshold: float
+    level_rows: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -53,7 +66,7 @@ class L3Result:
     model_version: str = ""
     timings_s: dict[str, float] = field(default_factory=dict)
     #: Projections and heat-map profile behind the answer, for QA pictures (not serialised).
-    evidence: Any = field(default=None, repr=False, compare=False)
+    evidence: Optional[Evidence] = field(default=None, repr=False, compare=False)
 
     @property
     def found(self) -> bool:

@@ -94,7 +94,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     model, modelError = None, None
     try:
-        from L3LocatorLib.inference import load_model
+        from L3LocatorLib.network import load_model
 
         model = load_model(args.model, device=args.device)
     except L3LocatorError as error:  # reported in every row, as the command does

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import zoom
 
-from L3LocatorLib.projection import seed_preprocess
+from training.original_port import seed_preprocess
 
 
 def reference(image_f, image_s, loc, s):

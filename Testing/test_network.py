@@ -8,18 +8,19 @@ import shutil
 import numpy as np
 import pytest
 
-from L3LocatorLib import inference
+from L3LocatorLib import network
+from L3LocatorLib.decode import decode_prediction
 from L3LocatorLib.errors import DependencyError, ModelError
-from L3LocatorLib.inference import (
+from L3LocatorLib.model import LEVELS, build_model, preset
+from L3LocatorLib.network import (
     ModelMetadata,
-    export_model,
     load_model,
-    predict_rows,
+    predict_views,
     read_metadata,
     resolve_device,
 )
-from L3LocatorLib.model import LEVELS, build_model, preset
 from L3LocatorLib.projection import PreprocessConfig, ProjectionGeometry, Projections
+from training.export import export_model
 
 paddle = pytest.importorskip("paddle")
 
@@ -40,7 +41,7 @@ def exported(tmp_path):
         training={"data": "unit test"},
         metrics={"median_mm": 1.0},
     )
-    inference.clear_model_cache()
+    network.clear_model_cache()
     return model, path
 
 
@@ -78,7 +79,7 @@ def test_missing_truncated_and_mismatched_weights(exported, tmp_path):
     )
     shutil.copy(other.parent / "other.pdparams", weights)
     meta = json.loads(path.read_text())
-    meta["sha256"] = inference.sha256_file(weights)
+    meta["sha256"] = network.sha256_file(weights)
     path.write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="do not fit"):
         load_model(path, device="cpu")
@@ -132,7 +133,7 @@ def test_devices():
 
 
 def test_default_model_missing_message(monkeypatch, tmp_path):
-    monkeypatch.setattr(inference, "default_model_path", lambda: tmp_path / "default.json")
+    monkeypatch.setattr(network, "default_model_path", lambda: tmp_path / "default.json")
     with pytest.raises(ModelError, match="default model"):
         load_model(None, device="cpu")
 
@@ -152,11 +153,14 @@ def _fake_projections(n_rows: int = 70, n_cols: int = 32) -> Projections:
     )
 
 
-def test_predict_rows_fused_and_per_view(exported):
+def test_predict_views_fused_and_per_view_then_decode(exported):
     _, path = exported
     loaded = load_model(path, device="cpu")
     projections = _fake_projections()
-    pred = predict_rows(loaded, projections)
+    pred = decode_prediction(
+        predict_views(loaded, projections), loaded.levels, threshold=loaded.threshold,
+        pixel_mm=loaded.preprocess.pixel_mm,
+    )
     assert set(pred.probs) == {"fused", "frontal", "sagittal"}
     for probs in pred.probs.values():
         assert probs.shape == (len(LEVELS), 70)
@@ -171,7 +175,7 @@ def test_predict_rows_fused_and_per_view(exported):
     with pytest.raises(ModelError, match="preprocessing"):
         other = _fake_projections()
         object.__setattr__(other, "config", PreprocessConfig(pixel_mm=1.0))
-        predict_rows(loaded, other)
+        predict_views(loaded, other)
 
 
 def test_metadata_round_trip(exported):

@@ -1,4 +1,5 @@
-"""Load a trained model (metadata JSON + weights), pick a device, predict row probabilities.
+"""The network stage: load a trained model (metadata JSON + weights), pick a device, and
+turn one scan's projections into per-level row probabilities.
 
 A model is two files side by side::
 
@@ -10,10 +11,10 @@ A model is two files side by side::
 ``load_model`` refuses a JSON it cannot honour (unknown format version,
 architecture or preprocessing settings) and weights that are missing,
 truncated or do not match (sha256 and parameter shapes), each with a
-``ModelError`` that names the file and says what to do. ``predict_rows`` runs
+``ModelError`` that names the file and says what to do. ``predict_views`` runs
 one model on one scan's projections and returns per-level probabilities for
 the fused views and for each view alone (the other view's channel zeroed;
-models are trained with such view dropout).
+models are trained with such view dropout); ``decode`` reads rows off them.
 """
 
 from __future__ import annotations
@@ -22,20 +23,17 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
-from .decode import LevelDecoding, decode_levels
 from .errors import DependencyError, ModelError, refuse_unknown_fields
 from .model import LEVELS, ModelConfig, build_model, import_paddle
 from .projection import PreprocessConfig, Projections, network_input
-from .result import jsonable
 
 log = logging.getLogger(__name__)
 
@@ -134,69 +132,6 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def software_versions() -> dict[str, str]:
-    """Versions of Python, numpy, PaddlePaddle and L3Locator (for model metadata)."""
-    from . import __version__
-
-    out = {"python": platform.python_version(), "numpy": np.__version__, "l3locator": __version__}
-    try:
-        paddle = import_paddle()
-        out["paddlepaddle"] = paddle.__version__
-    except DependencyError:
-        pass
-    return out
-
-
-def export_model(
-    model: Any,
-    out_dir: str | os.PathLike[str],
-    name: str,
-    *,
-    preprocess: PreprocessConfig,
-    views: tuple[str, ...] | list[str],
-    levels: tuple[str, ...] | list[str],
-    threshold: float,
-    version: str = "1",
-    training: dict[str, Any] | None = None,
-    metrics: dict[str, Any] | None = None,
-) -> Path:
-    """Write ``out_dir/<name>.pdparams`` and ``out_dir/<name>.json``; return the JSON path.
-
-    ``model`` is a paddle Layer from ``build_model`` (its ``config`` attribute is
-    recorded). The weights are written first, then hashed, then the JSON.
-    """
-    paddle = import_paddle()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    weights = out / f"{name}.pdparams"
-    tmp = out / f"{name}.pdparams.tmp"
-    # Plain numpy arrays: the file's bytes (and sha256) then depend on the weights only,
-    # not on paddle's generated tensor names.
-    state = {k: np.asarray(v.numpy()) for k, v in model.state_dict().items()}
-    paddle.save(state, str(tmp))
-    os.replace(tmp, weights)
-    meta = ModelMetadata(
-        name=name,
-        version=str(version),
-        arch=model.config.to_dict(),
-        preprocess=preprocess.to_dict(),
-        views=list(views),
-        levels=list(levels),
-        answer_level="L3",
-        threshold=float(threshold),
-        weights=weights.name,
-        sha256=sha256_file(weights),
-        training=jsonable(training or {}),
-        metrics=jsonable(metrics or {}),
-        software=software_versions(),
-        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
-    )
-    path = out / f"{name}.json"
-    path.write_text(json.dumps(meta.to_dict(), indent=1) + "\n", encoding="utf-8")
-    log.info("Exported model %s (weights sha256 %s)", path, meta.sha256[:12])
-    return path
 
 
 # ------------------------------------------------------------ loading
@@ -439,45 +374,6 @@ def _load_uncached(path: Path, device: str) -> LoadedModel:
 # ------------------------------------------------------------ one scan
 
 
-@dataclass
-class RowPrediction:
-    """Per-level row probabilities of one scan, fused and per view.
-
-    Attributes:
-        levels: output level names (channel order, superior -> inferior).
-        probs: view name (``"fused"``, ``"frontal"``, ``"sagittal"``) -> float32
-            ``[n_levels, n_rows]`` probabilities. ``"fused"`` is the model run on
-            every view it takes; single-view entries have the other view zeroed
-            (or are the model's only view).
-        decoded: view name -> ``LevelDecoding`` (rows, confidences, anatomy check).
-        answer_level: the level reported ("L3").
-        threshold: the model's absent threshold.
-        pixel_mm: row size (mm).
-        seconds: time spent in the network.
-    """
-
-    levels: tuple[str, ...]
-    probs: dict[str, np.ndarray]
-    decoded: dict[str, LevelDecoding]
-    answer_level: str
-    threshold: float
-    pixel_mm: float
-    seconds: float = 0.0
-
-    @property
-    def main_view(self) -> str:
-        """The view whose answer is reported: "fused" when available."""
-        return "fused" if "fused" in self.probs else next(iter(self.probs))
-
-    def answer(self, view: Optional[str] = None) -> Any:
-        """``DecodedRow`` of the answer level for ``view`` (default: ``main_view``)."""
-        return self.decoded[view or self.main_view].decoded[self.answer_level]
-
-    def answer_profile(self, view: Optional[str] = None) -> np.ndarray:
-        """Probability profile ``[n_rows]`` of the answer level."""
-        return self.probs[view or self.main_view][self.levels.index(self.answer_level)]
-
-
 def view_batch(
     x: np.ndarray, views: tuple[str, ...] | list[str], per_view: bool = True
 ) -> tuple[list[str], np.ndarray]:
@@ -496,15 +392,16 @@ def view_batch(
     return names, np.stack(batch)
 
 
-def predict_rows(
+def predict_views(
     model: LoadedModel, projections: Projections, per_view: bool = True
-) -> RowPrediction:
-    """Run ``model`` on one scan's projections; decode every level, fused and per view.
+) -> dict[str, np.ndarray]:
+    """Per-level row probabilities of one scan: view name -> float32 ``[n_levels, n_rows]``.
 
-    The projections must have been made with ``model.preprocess`` (same pixel size
-    and HU window); a mismatch raises ``ModelError``. With two views and
-    ``per_view`` the network runs once on a batch of three: both views,
-    frontal only (sagittal zeroed) and sagittal only (frontal zeroed).
+    ``"fused"`` is the model run on every view it takes; with two views and
+    ``per_view`` the batch also holds each view alone (the other channel zeroed), so
+    the network runs once on a batch of three. Rows are the projections' rows
+    (superior -> inferior). The projections must have been made with
+    ``model.preprocess`` (same pixel size and HU window); a mismatch raises ``ModelError``.
     """
     if projections.config != model.preprocess:
         raise ModelError(
@@ -512,24 +409,8 @@ def predict_rows(
             "was trained with; project the volume with model.preprocess."
         )
     names, batch = view_batch(network_input(projections, model.views), model.views, per_view)
-    started = time.perf_counter()
     probs = model.predict(batch)
-    seconds = time.perf_counter() - started
-    pixel_mm = model.preprocess.pixel_mm
-    out_probs = {name: probs[i] for i, name in enumerate(names)}
-    decoded = {
-        name: decode_levels(p, model.levels, model.threshold, pixel_mm, model.metadata.answer_level)
-        for name, p in out_probs.items()
-    }
-    return RowPrediction(
-        levels=model.levels,
-        probs=out_probs,
-        decoded=decoded,
-        answer_level=model.metadata.answer_level,
-        threshold=model.threshold,
-        pixel_mm=pixel_mm,
-        seconds=seconds,
-    )
+    return {name: probs[i] for i, name in enumerate(names)}
 
 
 __all__ = [
@@ -539,16 +420,13 @@ __all__ = [
     "LoadedModel",
     "MODEL_FORMAT",
     "ModelMetadata",
-    "RowPrediction",
     "clear_model_cache",
     "default_model_path",
-    "export_model",
     "load_model",
     "models_dir",
-    "predict_rows",
+    "predict_views",
     "read_metadata",
     "resolve_device",
     "sha256_file",
-    "software_versions",
     "view_batch",
 ]
