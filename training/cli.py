@@ -21,6 +21,13 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from L3LocatorLib.network import read_metadata
+from L3LocatorLib.preprocess import PreprocessConfig
+
+from .evaluate import evaluate_model, format_metrics
+from .sources import parse_sources, seed_config, split_indices
+from .train import TrainConfig, train
+
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="SOURCE[+SOURCE...] (see module help)")
@@ -95,24 +102,15 @@ def _setup_threads(threads: int) -> None:
 
 
 def _load(args: argparse.Namespace, spec: str, config, cache: Path):
-    from .sources import parse_sources
-
     return parse_sources(spec, config, cache, seed_filter=args.seed_filter,
                          seed_preprocess=args.seed_preprocess, processes=args.processes)
 
 
 def _preprocess(args: argparse.Namespace):
-    from L3LocatorLib.projection import PreprocessConfig
-
-    from .sources import seed_config
-
     return seed_config() if args.seed_preprocess else PreprocessConfig()
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .sources import split_indices
-    from .train import TrainConfig, train
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(args.cache) if args.cache else out / "cache"
@@ -149,11 +147,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from L3LocatorLib.network import read_metadata
-
-    from .evaluate import evaluate_model, format_metrics
-    from .sources import split_indices
-
     meta = read_metadata(args.model)
     preprocess = meta.preprocess_config
     out = Path(args.out) if args.out else Path(args.model).parent / (

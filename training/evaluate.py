@@ -18,7 +18,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from L3LocatorLib.decode import decode_levels, decode_profile
-from L3LocatorLib.network import view_batch
+from L3LocatorLib.network import load_model, view_batch
 from L3LocatorLib.projection import PreprocessConfig, window
 from L3LocatorLib.review import review_reasons
 
@@ -276,8 +276,6 @@ def evaluate_model(
     worst: int = 8,
 ) -> dict[str, dict[str, float]]:
     """Load an exported model and score it on ``samples``; write CSV, JSON and PNGs."""
-    from L3LocatorLib.network import load_model
-
     loaded = load_model(model_json, device=device)
     pixel = loaded.preprocess.pixel_mm
     bad = [s.name for s in samples if abs(s.pixel_mm - pixel) > 1e-6]
