@@ -8,6 +8,7 @@ levels (T12..S1) so the count can be checked, and the L3 probability per row.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import textwrap
 from pathlib import Path
@@ -70,7 +71,7 @@ def qa_picture(result: L3Result, title: str = "") -> np.ndarray:
         return HEADER_HEIGHT + (row + 0.5) * scale
 
     # Other levels: short ticks on the left edge of each MIP, labelled on the frontal.
-    for name, row in getattr(evidence, "level_rows", {}).items():
+    for name, row in evidence.level_rows.items():
         if name == "L3":
             continue
         y = y_of(row)
@@ -94,11 +95,9 @@ def qa_picture(result: L3Result, title: str = "") -> np.ndarray:
         ys = y_of(np.arange(profile.size))
         xs = x0 + 4 + np.clip(profile, 0, 1) * (PROFILE_WIDTH - 8)
         draw.line(list(zip(xs.tolist(), ys.tolist())), fill=colour, width=2)
-    threshold = getattr(evidence, "threshold", None)
-    if threshold is not None:
-        tx = x0 + 4 + threshold * (PROFILE_WIDTH - 8)
-        for y in range(HEADER_HEIGHT, HEADER_HEIGHT + height, 8):
-            draw.line([(tx, y), (tx, y + 3)], fill=RED)
+    tx = x0 + 4 + evidence.threshold * (PROFILE_WIDTH - 8)
+    for y in range(HEADER_HEIGHT, HEADER_HEIGHT + height, 8):
+        draw.line([(tx, y), (tx, y + 3)], fill=RED)
     draw.text((x0 + 4, HEADER_HEIGHT + 2), "P(L3) per row", fill=GREY, font=small)
 
     # Header: what, where, how sure.
@@ -127,3 +126,11 @@ def save_qa_png(result: L3Result, path: Union[str, os.PathLike[str]], title: str
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(qa_picture(result, title)).save(path)
     return path
+
+
+def qa_file_name(stem: str, key: str) -> str:
+    """The QA picture's file name for one scan: its name plus a short hash of ``key`` (the
+    scan's resolved path and series), so that ``p1/CT.nii.gz`` and ``p2/CT.nii.gz`` get two
+    pictures, and the same scan always gets the same one."""
+    digest = hashlib.sha1(key.encode("utf-8")).hexdigest()[:8]
+    return f"{stem}_{digest}_l3.png"
