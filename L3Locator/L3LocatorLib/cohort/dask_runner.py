@@ -1,0 +1,183 @@
+"""Run one function per scan on a Dask cluster and stream the rows back to the caller.
+
+The caller (the batch loop on the driver) keeps the one results writer, so resume and
+crash safety stay as they are: rows arrive here as each scan finishes (``as_completed``)
+and are handed back one at a time; nothing is written on the workers.
+
+- ``cluster="local"``: a ``LocalCluster`` of ``workers`` processes with one thread each on
+  this machine; ``cluster="tcp://host:8786"``: an existing scheduler (e.g. started by
+  dask-jobqueue on Slurm/PBS, see the README).
+- One task per scan; at most a few tasks per worker are in flight, so a cohort of 100 000
+  scans never sits in the scheduler at once.
+- A scan whose worker dies (out of memory, a crash in a native library) is retried once on
+  another worker; if that worker dies too, the scan becomes an error row. On a local
+  cluster this is set here (``distributed.scheduler.allowed-failures`` = 1); an external
+  scheduler uses its own setting (set it to 1 there, see the README).
+- The function runs in worker processes: it must be importable there (a module-level
+  function of an installed package) and keep its heavy state (the model) per process.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
+
+from .deps import require_dask
+
+log = logging.getLogger(__name__)
+
+Item = TypeVar("Item")
+Row = dict[str, Any]
+
+#: Local-cluster scheduler settings: retry a scan that killed its worker once, and hand
+#: each single-threaded worker one task at a time (so a dying worker takes one scan down).
+LOCAL_DASK_CONFIG = {
+    "distributed.scheduler.allowed-failures": 1,
+    "distributed.scheduler.worker-saturation": 1.0,
+}
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Where to run: ``address`` "local" or a scheduler address like ``tcp://host:8786``."""
+
+    address: str = "local"
+    workers: int = 2  #: worker processes of a local cluster
+    memory_limit: str = "auto"  #: per local worker; a worker above it is restarted
+    tasks_per_worker: int = 2  #: tasks in flight per worker thread
+
+
+def killed_message(attempts: int = 2) -> str:
+    return (f"This scan stopped the worker process that read it {attempts} times (it may need "
+            "more memory than a worker has, or the file crashes a reader). Run it alone with "
+            "'l3locator locate' to see the problem, or give the workers more memory.")
+
+
+class DaskSession:
+    """A Dask client (and, for "local", its cluster); use as a context manager."""
+
+    def __init__(self, options: ClusterOptions = ClusterOptions()) -> None:
+        distributed = require_dask()
+        import dask
+
+        self.options = options
+        self.cluster: Any = None
+        self._config = dask.config.set(LOCAL_DASK_CONFIG) if options.address == "local" else None
+        if self._config is not None:
+            self._config.__enter__()
+        try:
+            if options.address == "local":
+                self.cluster = distributed.LocalCluster(
+                    n_workers=options.workers, threads_per_worker=1, processes=True,
+                    memory_limit=options.memory_limit, dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                )
+                self.client = distributed.Client(self.cluster)
+            else:
+                self.client = distributed.Client(options.address)
+        except BaseException:
+            self.close()
+            raise
+
+    def threads(self) -> int:
+        """Worker threads now connected (a cluster may grow or shrink while it runs)."""
+        return sum(self.client.nthreads().values())
+
+    def close(self) -> None:
+        client = getattr(self, "client", None)
+        if client is not None:
+            client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+        if self._config is not None:
+            self._config.__exit__(None, None, None)
+            self._config = None
+
+    def __enter__(self) -> DaskSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def dask_rows(
+    session: DaskSession,
+    items: Iterable[Item],
+    fn: Callable[..., Row],
+    *args: Any,
+    error_row: Callable[[Item, str], Row],
+) -> Iterator[Row]:
+    """``fn(item, *args)`` for every item on the cluster; yields each row as it finishes
+    (completion order, not item order). A task that fails outside ``fn``'s own error
+    handling (its worker died twice, the cluster went away) yields ``error_row(item,
+    message)`` instead, so every item yields exactly one row."""
+    distributed = require_dask()
+    from distributed.scheduler import KilledWorker
+
+    client = session.client
+    pending = iter(items)
+    in_flight: dict[str, Item] = {}
+    completed = distributed.as_completed()
+    run_id = uuid.uuid4().hex[:8]
+    counter = 0
+
+    def submit_more() -> None:
+        nonlocal counter
+        window = max(2, session.options.tasks_per_worker * max(1, session.threads()))
+        while len(in_flight) < window:
+            item = next(pending, None)
+            if item is None:
+                return
+            counter += 1
+            key = f"l3locator-{run_id}-{counter}"
+            in_flight[key] = item
+            completed.add(client.submit(fn, item, *args, key=key, pure=False, retries=0))
+
+    submit_more()
+    while in_flight:
+        future = next(completed)
+        item = in_flight.pop(future.key)
+        try:
+            row = future.result()
+        except KilledWorker:
+            log.warning("A scan stopped its worker twice: %s", item)
+            row = error_row(item, killed_message())
+        except Exception as error:  # the task could not run: still one row
+            log.warning("A Dask task failed outside the scan's own handling: %r", error)
+            row = error_row(item, f"The cluster could not run this scan ({type(error).__name__}: "
+                                  f"{error}). Run it again with --resume.")
+        future.release()
+        submit_more()
+        yield row
+
+
+def worker_peak_memory(session: DaskSession) -> dict[str, float]:
+    """Peak resident memory of every worker process so far (MB), by worker address."""
+    return session.client.run(_peak_rss_mb)
+
+
+def _peak_rss_mb() -> float:
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+
+
+def serial_rows(items: Iterable[Item], fn: Callable[..., Row], *args: Any) -> Iterator[Row]:
+    """The same rows in this process, in item order (``fn`` handles its own errors)."""
+    for item in items:
+        yield fn(item, *args)
+
+
+def rows_for(items: Iterable[Item], fn: Callable[..., Row], *args: Any,
+             session: Optional[DaskSession] = None,
+             error_row: Optional[Callable[[Item, str], Row]] = None) -> Iterator[Row]:
+    """Rows on ``session`` when given, else in this process."""
+    if session is None:
+        return serial_rows(items, fn, *args)
+    if error_row is None:
+        raise ValueError("error_row is needed when running on Dask")
+    return dask_rows(session, items, fn, *args, error_row=error_row)

@@ -1,0 +1,272 @@
+"""Cohort scale: DICOM study trees, the series choice, L3 slice export and Dask runs.
+
+Uses a synthetic PACS export (3 patients, 5 studies, 19 series) written once per session.
+Needs the ``cohort`` extra (pydicom, dask[distributed]); skips cleanly without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pydicom = pytest.importorskip("pydicom", reason="the cohort extra (pydicom) is not installed")
+
+from L3LocatorLib.cohort.dicom_tree import group_by_study, scan_tree  # noqa: E402
+from L3LocatorLib.cohort.series_choice import CHOSEN, SKIPPED, choose_series  # noqa: E402
+from L3LocatorLib.cohort.synthetic_export import write_synthetic_export  # noqa: E402
+from L3LocatorLib.cohort.tasks import (  # noqa: E402
+    IDENTIFIER_FIELDS,
+    STATUS_SKIPPED,
+    TaskOptions,
+    error_row,
+    read_task,
+    run_task,
+    tasks_for_tree,
+)
+from L3LocatorLib.result import STATUS_OK, L3Result  # noqa: E402
+from L3LocatorLib.volume import LPS_TO_RAS, Volume  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    return write_synthetic_export(tmp_path_factory.mktemp("pacs") / "export")
+
+
+# ---------------------------------------------------------------- series choice
+
+
+def test_best_mode_one_task_per_study_with_the_expected_series_and_reason(export):
+    tasks = tasks_for_tree([export.root], series_mode="best")
+    assert sorted(t.fields["study_uid"] for t in tasks) == export.studies
+    for task in tasks:
+        expected = export.expected_choice(task.fields["study_uid"])
+        if expected is None:  # scout, dose report and secondary capture only
+            assert task.skip and task.fields["series_choice"] == SKIPPED
+            for words in ("localizer", "dose report", "secondary capture"):
+                assert words in task.skip
+            continue
+        assert not task.skip
+        assert task.fields["series_uid"] == expected.series_uid
+        assert task.fields["series_description"] == expected.description
+        assert task.fields["n_images"] == expected.n_images == len(task.files)
+        assert task.fields["series_reason"].startswith(("best of", "the only usable"))
+        assert not set(IDENTIFIER_FIELDS) & set(task.fields)
+
+
+def test_all_mode_one_task_per_series_with_its_decision(export):
+    tasks = tasks_for_tree([export.root], series_mode="all")
+    by_uid = {t.fields["series_uid"]: t for t in tasks}
+    assert len(tasks) == len(by_uid) == len(export.series) == 19
+    for series in export.series:
+        task = by_uid[series.series_uid]
+        assert task.fields["series_choice"] == series.expected, series.description
+        assert bool(task.skip) == (series.expected == SKIPPED)
+    reasons = {by_uid[s.series_uid].fields["series_reason"] for s in export.series}
+    for words in ("localizer", "derived", "dose report", "secondary capture", "covers only",
+                  "sharp", "thinner than", "covers less"):
+        assert any(words in r for r in reasons), words
+
+
+def test_flat_folder_is_grouped_by_content_and_files_sorted_along_the_normal(export):
+    flat = [s for s in export.series if s.patient_id == "SYN003"]
+    assert len({s.folder for s in flat}) == 1
+    found = [s for s in scan_tree([flat[0].folder])]
+    assert sorted(s.series_uid for s in found) == sorted(s.series_uid for s in flat)
+    for series in found:
+        assert np.all(np.diff(series.positions_mm) > 0) or series.n_images == 1
+
+
+def test_patient_identifiers_only_when_asked(export):
+    plain = tasks_for_tree([export.root])
+    named = tasks_for_tree([export.root], patient_ids=True)
+    assert all(not set(IDENTIFIER_FIELDS) & set(t.fields) for t in plain)
+    ids = {t.fields["patient_id"] for t in named}
+    assert ids == {"SYN001", "SYN002", "SYN003"}
+
+
+def test_choice_ignores_file_order_and_prefers_soft_kernel_over_thickness(export):
+    studies = group_by_study(scan_tree([export.root]))
+    for series in studies.values():
+        forward = [d.series.series_uid for d in choose_series(series) if d.choice == CHOSEN]
+        backward = [d.series.series_uid for d in choose_series(series[::-1])
+                    if d.choice == CHOSEN]
+        assert forward == backward
+    seven = [s for s in export.series if s.description.startswith("Abdomen 7.5")]
+    assert seven and seven[0].expected == CHOSEN  # 7.5 mm soft beats 1.25 mm sharp
+
+
+def test_chosen_series_reads_with_its_headers_geometry(export):
+    task = next(t for t in tasks_for_tree([export.root])
+                if t.fields.get("series_description") == "PV 5.0 B30f")
+    volume = read_task(task)
+    assert volume.array.shape[0] == len(task.files)
+    assert np.allclose(volume.spacing, (8.0, 8.0, 5.0), atol=1e-3)
+    last = pydicom.dcmread(task.files[-1])
+    top_lps = LPS_TO_RAS[:3, :3] @ volume.ijk_to_ras_points((0, 0, len(task.files) - 1))
+    assert np.allclose(top_lps, [float(v) for v in last.ImagePositionPatient], atol=1e-3)
+    assert np.array_equal(volume.array[-1], last.pixel_array * float(last.RescaleSlope)
+                          + float(last.RescaleIntercept))
+
+
+# ---------------------------------------------------------------- slice export
+
+
+def _found(slice_index: int, axis: int = 2) -> L3Result:
+    return L3Result(status=STATUS_OK, slice_index=slice_index, slice_axis=axis)
+
+
+def _lps_of(volume: Volume, ijk) -> np.ndarray:
+    return LPS_TO_RAS[:3, :3] @ volume.ijk_to_ras_points(np.asarray(ijk, dtype=float))
+
+
+def test_exported_slices_keep_position_spacing_and_hu(export, tmp_path):
+    import SimpleITK as sitk
+
+    from L3LocatorLib.cohort.slice_export import export_slices
+
+    task = next(t for t in tasks_for_tree([export.root])
+                if t.fields.get("series_description") == "PV 5.0 B30f")
+    volume = read_task(task)
+    k = volume.array.shape[0] // 2
+    nifti, dicom_dir, png = export_slices(volume, _found(k), tmp_path, task.export_stem,
+                                          neighbours=1, dicom_source=task.files[0])
+    assert nifti.name.startswith(task.fields["study_uid"])
+
+    image = sitk.ReadImage(str(nifti))
+    assert image.GetSize() == (*volume.shape_ijk[:2], 3)
+    assert np.allclose(image.GetSpacing(), volume.spacing, atol=1e-4)
+    assert np.allclose(image.GetOrigin(), _lps_of(volume, (0, 0, k - 1)), atol=1e-3)
+    assert np.array_equal(sitk.GetArrayFromImage(image), volume.array[k - 1 : k + 2])
+
+    source = pydicom.dcmread(task.files[0], stop_before_pixels=True)
+    files = sorted(dicom_dir.iterdir())
+    assert [f.name for f in files] == ["L3+0.dcm", "L3+1.dcm", "L3-1.dcm"]
+    series_uids = set()
+    for offset in (-1, 0, 1):
+        ds = pydicom.dcmread(dicom_dir / f"L3{offset:+d}.dcm")
+        assert ds.PatientID == source.PatientID and ds.StudyInstanceUID == source.StudyInstanceUID
+        assert "DERIVED" in ds.ImageType and "L3" in ds.SeriesDescription
+        series_uids.add(ds.SeriesInstanceUID)
+        assert np.allclose([float(v) for v in ds.ImagePositionPatient],
+                           _lps_of(volume, (0, 0, k + offset)), atol=1e-3)
+        assert np.allclose([float(v) for v in ds.PixelSpacing], volume.spacing[[1, 0]])
+        hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        assert np.array_equal(hu, volume.array[k + offset])
+    assert len(series_uids) == 1 and source.SeriesInstanceUID not in series_uids
+
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(dicom_dir)))
+    series = reader.Execute()
+    assert np.allclose(series.GetOrigin(), image.GetOrigin(), atol=1e-3)
+    assert np.allclose(series.GetSpacing(), image.GetSpacing(), atol=1e-3)
+    assert np.array_equal(sitk.GetArrayFromImage(series), volume.array[k - 1 : k + 2])
+
+    from PIL import Image
+
+    with Image.open(png) as picture:
+        assert picture.size == volume.shape_ijk[:2]
+
+
+def test_export_along_a_non_k_slice_axis_and_at_the_scan_edge(tmp_path):
+    """A scan stored with i head-to-foot: the L3 'slice' is an i plane; at i=0 only the
+    slices that exist are written."""
+    import SimpleITK as sitk
+
+    from L3LocatorLib.cohort.slice_export import export_slices
+
+    rng = np.random.default_rng(0)
+    array = rng.integers(-1000, 1500, size=(20, 24, 30)).astype(np.int16)  # [k, j, i]
+    direction = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])  # i -> S
+    volume = Volume.from_geometry(array, (2.5, 1.5, 1.0), direction, (10.0, -20.0, 30.0))
+    nifti, dicom_dir, _ = export_slices(volume, _found(0, axis=0), tmp_path, "edge",
+                                        neighbours=2)
+    image = sitk.ReadImage(str(nifti))
+    assert image.GetSize() == (3, 24, 20)
+    assert np.array_equal(sitk.GetArrayFromImage(image), array[:, :, 0:3])
+    for offset in (0, 1, 2):
+        ds = pydicom.dcmread(dicom_dir / f"L3{offset:+d}.dcm")
+        assert np.allclose([float(v) for v in ds.ImagePositionPatient],
+                           _lps_of(volume, (offset, 0, 0)), atol=1e-3)
+        assert np.array_equal(ds.pixel_array, array[:, :, offset])
+        normal = np.cross([float(v) for v in ds.ImageOrientationPatient[:3]],
+                          [float(v) for v in ds.ImageOrientationPatient[3:]])
+        assert abs(normal[2]) == pytest.approx(1.0)  # an axial plane in the patient
+    assert not (dicom_dir / "L3-1.dcm").exists()
+
+
+# ---------------------------------------------------------------- Dask
+
+try:
+    import distributed  # noqa: F401
+
+    HAVE_DASK = True
+except ImportError:  # pragma: no cover - the cohort extra is missing
+    HAVE_DASK = False
+needs_dask = pytest.mark.skipif(not HAVE_DASK, reason="dask[distributed] is not installed")
+
+OPTIONS = TaskOptions(device="cpu")
+
+
+def _comparable(row: dict) -> str:
+    return json.dumps({k: v for k, v in row.items() if k not in ("seconds", "exported")},
+                      sort_keys=True)
+
+
+@pytest.fixture(scope="module")
+def dask_session():
+    if not HAVE_DASK:
+        pytest.skip("dask[distributed] is not installed")
+    from L3LocatorLib.cohort.dask_runner import ClusterOptions, DaskSession
+
+    with DaskSession(ClusterOptions(workers=2)) as session:
+        yield session
+
+
+@needs_dask
+@pytest.mark.slow
+def test_local_cluster_gives_the_serial_rows(export, dask_session):
+    from L3LocatorLib.cohort.dask_runner import rows_for
+
+    tasks = tasks_for_tree([export.root])
+    serial = list(rows_for(tasks, run_task, OPTIONS))
+    on_dask = list(rows_for(tasks, run_task, OPTIONS, session=dask_session, error_row=error_row))
+    assert sorted(map(_comparable, serial)) == sorted(map(_comparable, on_dask))
+    assert {r["status"] for r in serial} >= {STATUS_OK, STATUS_SKIPPED}
+
+
+def die_once_or_always(task, options, marker_dir: str, once: str, always: str) -> dict:
+    """Run the task, but kill this worker process: the first time for ``once``, every time
+    for ``always`` (a scan that crashes its reader)."""
+    import hashlib
+
+    marker = Path(marker_dir) / f"died-{hashlib.sha1(task.key.encode()).hexdigest()}"
+    if task.key == always or (task.key == once and not marker.exists()):
+        marker.touch()
+        os._exit(1)
+    return run_task(task, options)
+
+
+@needs_dask
+@pytest.mark.slow
+def test_killed_worker_neither_loses_nor_duplicates_rows(export, dask_session, tmp_path):
+    import cloudpickle
+
+    from L3LocatorLib.cohort.dask_runner import rows_for
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    tasks = [t for t in tasks_for_tree([export.root]) if not t.skip]
+    once, always = tasks[0].key, tasks[1].key
+    rows = list(rows_for(tasks, die_once_or_always, OPTIONS, str(tmp_path), once, always,
+                         session=dask_session, error_row=error_row))
+    assert sorted(r["input"] for r in rows) == sorted(t.key for t in tasks)
+    by_key = {r["input"]: r for r in rows}
+    assert by_key[once]["status"] != "error"  # retried on a fresh worker
+    assert len(os.listdir(tmp_path)) == 2  # both scans did kill a worker
+    assert by_key[always]["status"] == "error"
+    assert "stopped the worker" in by_key[always]["message"]
+    assert by_key[always]["series_uid"] == tasks[1].fields["series_uid"]
