@@ -1,16 +1,20 @@
 """The ``l3locator`` command.
 
     l3locator locate INPUT [INPUT ...] [--model JSON] [--device auto|cpu|gpu]
-                     [--output results.csv|results.jsonl] [--qa-dir DIR] [--resume] [--workers N]
+                     [--views both|frontal|sagittal] [--output results.csv|results.jsonl]
+                     [--qa-dir DIR] [--resume] [--workers N] [--max-gb GB]
     l3locator demo [--out DIR]
     l3locator phantom OUT.nii.gz [--seed N] [--preset NAME]
 
-``locate`` prints one JSON object per input per line on stdout (fields
-``input``, ``status`` ok|not_found|error, ``slice_index``, ``l3_ijk``,
-``l3_ras_mm``, ``confidence``, ``needs_review``, ``message``, ``review``, ...) and
+``locate`` prints one JSON object per scan per line on stdout (fields
+``input`` (resolved path), ``series`` (DICOM series UID), ``status``
+ok|not_found|error, ``slice_index``, ``l3_ijk``, ``l3_ras_mm``, ``confidence``,
+``needs_review``, ``message``, ``review``, ``qa_png``, ...) and
 a one-line summary on stderr at the end. ``needs_review`` is true when the level
-should be checked by a person, for the reasons in ``review``. Exit status: 0
-when no input errored, 1 when any did, 2 on bad usage.
+should be checked by a person, for the reasons in ``review``. Every input named or
+found gets a row, including those that cannot be read. Exit status: 0 when no scan
+errored, 1 when any did, 2 on bad usage or a results file that cannot be used
+(exists without --resume, not ours, locked by another batch, not writable).
 """
 
 from __future__ import annotations
@@ -19,18 +23,30 @@ import argparse
 import json
 import logging
 import sys
-import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from . import __version__
+from .batch import (
+    DEVICE_CHOICES,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    EXIT_USAGE,
+    add_batch_arguments,
+    read_scan_volume,
+    run_batch,
+    usage_problem,
+)
 from .errors import L3LocatorError
-from .report import RowWriter, find_inputs, result_row, scan_stem
+from .inputs import ScanInput, find_scans
+from .locate import locate
+from .network import load_model
+from .qa import save_qa_png
+from .result import L3Result
+from .results import ResultsFile
+from .volume import GB
 
 log = logging.getLogger("l3locator")
-
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,24 +60,16 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("locate", help="find L3 in CT files, DICOM folders, or folders of them")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="NIfTI/NRRD/MHA file, DICOM series folder, or a folder to search")
-    p.add_argument("--model", help="model metadata JSON (default: the shipped model)")
-    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
-    p.add_argument("--views", choices=("both", "frontal", "sagittal"), default="both",
-                   help="which view answers (default: both, fused)")
-    p.add_argument("--output", type=Path, help="results file, .csv or .jsonl, written as it goes")
-    p.add_argument("--qa-dir", type=Path, help="write a QA picture (PNG) per scan here")
-    p.add_argument("--resume", action="store_true",
-                   help="skip inputs already in --output (continue an interrupted run)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="scans read ahead in parallel while the model runs (default 1)")
+                   help="NIfTI/NRRD/MHA file, DICOM folder (every series in it), or a folder "
+                        "to search")
+    add_batch_arguments(p)
 
     d = sub.add_parser("demo", help="run the whole pipeline on a built-in synthetic CT")
     d.add_argument("--out", type=Path, default=Path("l3locator-demo"),
                    help="folder for the demo's pictures (default: ./l3locator-demo)")
     d.add_argument("--seed", type=int, default=3, help="which built-in phantom")
     d.add_argument("--model", help="model metadata JSON (default: the shipped model)")
-    d.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    d.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
 
     ph = sub.add_parser("phantom", help="write a synthetic CT with a labelled spine")
     ph.add_argument("output", type=Path, help="output image (.nii.gz, .nrrd, .mha)")
@@ -78,12 +86,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     if args.command == "locate":
-        if args.resume and args.output is None:
-            parser.error("--resume needs --output (the results file to continue)")
-        if args.output is not None and args.output.suffix.lower() not in (".csv", ".jsonl"):
-            parser.error("--output must end in .csv or .jsonl")
-        if args.workers < 1:
-            parser.error("--workers must be 1 or more")
+        problem = usage_problem(args)
+        if problem:
+            parser.error(problem)
         return run_locate(args)
     if args.command == "demo":
         return run_demo(args)
@@ -94,98 +99,59 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def run_locate(args: argparse.Namespace) -> int:
-    from .volume import read_volume
+    """Every input found -> one row each, on stdout and in ``--output`` (``batch.run_batch``).
 
-    inputs = find_inputs(args.inputs)
-    writer = RowWriter(args.output, resume=args.resume) if args.output else None
-    if writer is not None and args.resume:
-        before = len(inputs)
-        inputs = [p for p in inputs if str(p) not in writer.done]
-        if before != len(inputs):
-            log.warning("Resuming: %d of %d scans already done.", before - len(inputs), before)
-    if not inputs:
-        print("No scans to process.", file=sys.stderr)
-        return EXIT_OK
-
-    model: Any = None
-    model_error: Optional[BaseException] = None
+    The results file is opened, checked writable and locked before any scan is read.
+    """
+    scans = find_scans(args.inputs)
+    results: Optional[ResultsFile] = None
+    if args.output is not None:
+        try:
+            results = ResultsFile(args.output, resume=args.resume)
+        except L3LocatorError as error:
+            print(str(error), file=sys.stderr)
+            return EXIT_USAGE
     try:
-        from .network import load_model
+        if results is not None and all(scan.key in results.done for scan in scans):
+            print(f"No scans to process: all {len(scans)} are done in {args.output}.",
+                  file=sys.stderr)
+            return EXIT_OK
+        summary = run_batch(
+            scans,
+            _locator(args),
+            results=results,
+            read_scan=read_scan_volume(args.max_gb * GB),
+            workers=args.workers,
+            memory_budget=args.max_gb * GB,
+            qa_dir=args.qa_dir,
+            on_row=_print_row,
+        )
+    finally:
+        if results is not None:
+            results.close()
+    print(summary.line(), file=sys.stderr)
+    return summary.exit_code
 
+
+def _locator(args: argparse.Namespace) -> Callable[[ScanInput, Any], L3Result]:
+    """The per-scan step: the model is loaded once; when it cannot be, every row says why."""
+    model: Any = None
+    model_error: Optional[L3LocatorError] = None
+    try:
         model = load_model(args.model, device=args.device)
     except L3LocatorError as error:
         model_error = error
 
-    counts = {"ok": 0, "not_found": 0, "error": 0, "review": 0}
-    progress = _progress(len(inputs))
-    with ThreadPoolExecutor(max_workers=args.workers) as pool:
-        pending: list[Future[Any]] = [pool.submit(read_volume, p) for p in inputs[: args.workers]]
-        for index, path in enumerate(inputs):
-            future = pending.pop(0)
-            ahead = index + args.workers
-            if ahead < len(inputs):
-                pending.append(pool.submit(read_volume, inputs[ahead]))
-            row = _locate_one(path, future, model, model_error, args)
-            counts[row["status"]] += 1
-            counts["review"] += bool(row.get("needs_review"))
-            print(json.dumps(row), flush=True)
-            if writer is not None:
-                writer.write(row)
-            progress.update(1)
-    progress.close()
-    print(f"{len(inputs)} scan(s): {counts['ok']} with L3 ({counts['review']} to check: see "
-          f"'review'), {counts['not_found']} without, {counts['error']} failed (see 'message').",
-          file=sys.stderr)
-    return EXIT_SOME_FAILED if counts["error"] else EXIT_OK
-
-
-def _locate_one(
-    path: Path,
-    future: Future[Any],
-    model: Any,
-    model_error: Optional[BaseException],
-    args: argparse.Namespace,
-) -> dict[str, Any]:
-    from .locate import locate
-    from .qa import save_qa_png
-
-    start = time.perf_counter()
-    try:
-        volume = future.result()
-        read_s = time.perf_counter() - start
+    def locate_scan(scan: ScanInput, volume: Any) -> L3Result:
         if model_error is not None:
             raise model_error
-        result = locate(volume, model=model, device=args.device, views=args.views)
-        result.timings_s = {"read": read_s, **result.timings_s}
-    except Exception as error:  # one bad scan must not stop the batch
-        if not isinstance(error, L3LocatorError):
-            log.exception("Unexpected error on %s", path)
-        return result_row(str(path), error=error)
-    qa_png = ""
-    if args.qa_dir is not None:
-        try:
-            target = args.qa_dir / f"{scan_stem(path)}_l3.png"
-            qa_png = str(save_qa_png(result, target, title=path.name))
-        except OSError as error:
-            log.warning("Could not write the QA picture for %s: %s", path, error)
-    return result_row(str(path), result, qa_png=qa_png)
+        return locate(volume, model=model, device=args.device, views=args.views)
+
+    return locate_scan
 
 
-class _NoProgress:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int) -> Any:
-    """A progress bar on stderr for batches of more than one scan."""
-    if total <= 1:
-        return _NoProgress()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="scan", file=sys.stderr, desc="Locating L3")
+def _print_row(row: dict[str, Any]) -> None:
+    print(json.dumps(row), flush=True)
 
 
 # ------------------------------------------------------------------ demo and phantom
@@ -193,9 +159,7 @@ def _progress(total: int) -> Any:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Locate L3 on a built-in phantom and print the answer next to the truth."""
-    from .locate import locate
-    from .phantoms import make_phantom
-    from .qa import save_qa_png
+    from .phantoms import make_phantom  # lazy: the phantom generator is large
 
     print("Making a synthetic abdomen-pelvis CT (a phantom with a known L3) ...")
     volume, truth = make_phantom(args.seed, preset="abdomen_pelvis")

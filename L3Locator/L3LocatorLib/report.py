@@ -19,6 +19,7 @@ from .volume import VOLUME_SUFFIXES, is_volume_file
 #: ``review`` the reasons to check the level, in words (empty when there are none).
 ROW_FIELDS = (
     "input",
+    "series",
     "status",
     "slice_index",
     "l3_ijk",
@@ -42,10 +43,16 @@ def result_row(
     result: Optional[L3Result] = None,
     error: Union[BaseException, str, None] = None,
     qa_png: str = "",
+    series: str = "",
 ) -> dict[str, Any]:
-    """One results row: from a result, or from an error (status ``error``, plain message)."""
+    """One results row: from a result, or from an error (status ``error``, plain message).
+
+    ``input`` is the scan's resolved path, ``series`` its DICOM SeriesInstanceUID ("" for
+    volume files): together they identify the row.
+    """
     row: dict[str, Any] = {name: None for name in ROW_FIELDS}
     row["input"] = input_name
+    row["series"] = series or None
     row["qa_png"] = qa_png or None
     if result is None:
         row["status"] = STATUS_ERROR

@@ -16,6 +16,7 @@ The caller's array is never modified: a ``Volume`` holds a read-only view.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,15 +24,26 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .dicom import (
+    LPS_TO_RAS,
+    DicomHeader,
+    first_line,
+    group_series,
+    is_dicom_file,
+    read_dicom_files,
+)
 from .errors import InputError
 
 log = logging.getLogger(__name__)
 
-#: Flips between LPS (ITK, DICOM) and RAS (Slicer): negate the first two axes.
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 #: File name endings the readers accept (lower case).
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+GB = 1024.0**3
+#: Default memory budget for one scan (bytes, see ``estimated_bytes``): a 512 x 512 x 2000
+#: CT needs about 3 GB; a damaged header claiming 1024^3 voxels is refused before reading.
+MAX_SCAN_BYTES = 4.0 * GB
 
 
 @dataclass(frozen=True, eq=False)
@@ -192,38 +204,97 @@ def is_volume_file(path: Path) -> bool:
     return path.name.lower().endswith(VOLUME_SUFFIXES)
 
 
-def read_volume(path: str | os.PathLike[str]) -> Volume:
-    """Read a CT from a NIfTI, NRRD or MHA/MHD file, or a folder holding one DICOM series.
+def estimated_bytes(n_voxels: int, bytes_per_voxel: int) -> int:
+    """Memory (bytes) a scan needs: its voxels as stored plus one float32 working copy."""
+    return int(n_voxels) * (max(1, int(bytes_per_voxel)) + 4)
 
-    Raises ``InputError`` with the file name and the problem when it cannot be read.
+
+def check_size(label: str, shape_ijk: Sequence[int], bytes_per_voxel: int,
+               max_bytes: float = MAX_SCAN_BYTES) -> None:
+    """Refuse, before reading, a scan whose header promises more voxels than the budget
+    (``max_bytes`` of memory; see ``estimated_bytes``)."""
+    n_voxels = int(np.prod([max(1, int(n)) for n in shape_ijk], dtype=np.float64))
+    need = estimated_bytes(n_voxels, bytes_per_voxel)
+    if need > max_bytes:
+        size = " x ".join(str(int(n)) for n in shape_ijk)
+        raise InputError(
+            f"{label}: its header describes {size} voxels, which would need about "
+            f"{need / GB:.1f} GB of memory (the limit is {max_bytes / GB:.1f} GB). A CT of the "
+            "abdomen is far smaller: the file may be damaged. If the scan is real, downsample "
+            "it, or raise the limit (l3locator --max-gb).")
+
+
+def file_bytes(path: str | os.PathLike[str]) -> int:
+    """Memory (bytes, ``estimated_bytes``) the image in ``path`` needs, from its header only;
+    0 when the header cannot be read (the read itself will say why)."""
+    sitk = _sitk()
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return 0
+    n_voxels = int(np.prod(reader.GetSize(), dtype=np.float64))
+    return estimated_bytes(n_voxels * reader.GetNumberOfComponents(),
+                           _bytes_per_component(reader.GetPixelID()))
+
+
+def _bytes_per_component(pixel_id: int) -> int:
+    sitk = _sitk()
+    name = sitk.GetPixelIDValueAsString(pixel_id)
+    for bits, size in (("64", 8), ("32", 4), ("16", 2), ("8", 1)):
+        if bits in name:
+            return size
+    return 8 if "double" in name else 4
+
+
+def read_volume(path: str | os.PathLike[str], *, max_bytes: float = MAX_SCAN_BYTES) -> Volume:
+    """Read a CT from a NIfTI, NRRD or MHA/MHD file, or a folder holding DICOM series
+    (the largest series is read).
+
+    The header is checked before the voxels are read: a scan needing more than
+    ``max_bytes`` of memory, a NIfTI file shorter than its header promises, or one with a
+    zero or negative voxel size is refused. Raises ``InputError`` with the file name and
+    the problem when it cannot be read.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder. Check the path and try again.")
     if path.is_dir():
-        return read_dicom_series(path)
+        return read_dicom_series(path, max_bytes=max_bytes)
     sitk = _sitk()
     unreadable = (
         f"{path}: could not be read as a CT image. The file may be truncated, still being "
         "copied, or in a format other than NIfTI, NRRD, MHA or DICOM"
     )
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
     try:
-        image = sitk.ReadImage(str(path))
+        reader.ReadImageInformation()
     except RuntimeError as error:
-        raise InputError(f"{unreadable} (reader: {_first_line(error)}).") from None
+        raise InputError(f"{unreadable} (reader: {first_line(error)}).") from None
     if path.name.lower().endswith((".nii", ".nii.gz")):
-        problem = _nifti_incomplete(path)
+        problem = _nifti_problem(path)
         if problem:
             raise InputError(f"{unreadable} ({problem}).")
+    check_size(path.name, reader.GetSize(),
+               reader.GetNumberOfComponents() * _bytes_per_component(reader.GetPixelID()),
+               max_bytes)
+    try:
+        image = reader.Execute()
+    except RuntimeError as error:
+        raise InputError(f"{unreadable} (reader: {first_line(error)}).") from None
     return volume_from_sitk(image, name=path.name)
 
 
-def _nifti_incomplete(path: Path) -> str:
-    """Why a NIfTI file holds fewer voxel bytes than its header promises, or "".
+def _nifti_problem(path: Path) -> str:
+    """Why a NIfTI file cannot be trusted, or "": fewer voxel bytes than its header
+    promises, or a voxel size that is zero, negative or not a number.
 
-    ITK reads truncated NIfTI files without complaint (the missing voxels come
-    back as zeros), so the size is checked here: against the file size for .nii,
-    against the gzip trailer (uncompressed size modulo 2**32) for .nii.gz.
+    ITK reads truncated NIfTI files without complaint (the missing voxels come back as
+    zeros) and silently replaces a zero voxel size by 1 mm, so both are checked here: the
+    size against the file size for .nii, against the gzip trailer (uncompressed size modulo
+    2**32) for .nii.gz.
     """
     import gzip
     import struct
@@ -239,8 +310,14 @@ def _nifti_incomplete(path: Path) -> str:
     endian = "<" if struct.unpack("<i", header[:4])[0] == 348 else ">"
     dims = struct.unpack(endian + "8h", header[40:56])
     bitpix = struct.unpack(endian + "h", header[72:74])[0]
+    pixdim = struct.unpack(endian + "8f", header[76:108])
+    n_dims = max(0, min(dims[0], 7))
+    sizes = list(pixdim[1 : 1 + min(n_dims, 3)])
+    if not all(math.isfinite(v) and v > 0 for v in sizes):
+        return ("its voxel size is " + " x ".join(f"{v:g}" for v in sizes) + " mm; every "
+                "size must be a positive number. Fix the header (pixdim) or export again")
     vox_offset = int(struct.unpack(endian + "f", header[108:112])[0])
-    n_voxels = int(np.prod([max(1, d) for d in dims[1 : 1 + max(0, min(dims[0], 7))]]))
+    n_voxels = int(np.prod([max(1, d) for d in dims[1 : 1 + n_dims]]))
     expected = vox_offset + n_voxels * max(1, bitpix // 8)
     if opener is open:
         actual = path.stat().st_size
@@ -252,60 +329,50 @@ def _nifti_incomplete(path: Path) -> str:
 
 
 def dicom_series(folder: Path) -> list[tuple[str, list[str]]]:
-    """The DICOM series directly inside ``folder``: ``[(series_uid, files), ...]``,
-    largest first."""
-    sitk = _sitk()
-    series = []
-    for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ():
-        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
-        series.append((uid, list(files)))
-    series.sort(key=lambda item: len(item[1]), reverse=True)
-    return series
+    """The DICOM series directly inside ``folder`` (files recognised by content, whatever
+    their names): ``[(series_uid, files), ...]``, largest first."""
+    groups, _ = group_series(_dicom_files(Path(folder)))
+    ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
+    return [(uid, [str(h.path) for h in sorted(headers, key=lambda h: h.path)])
+            for uid, headers in ordered]
 
 
-def read_dicom_series(folder: str | os.PathLike[str]) -> Volume:
+def _dicom_files(folder: Path) -> list[Path]:
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError as error:
+        raise InputError(f"{folder}: this folder cannot be read ({error.strerror}).") from None
+    return [folder / n for n in names if (folder / n).is_file() and is_dicom_file(folder / n)]
+
+
+def read_dicom_series(folder: str | os.PathLike[str], *,
+                      max_bytes: float = MAX_SCAN_BYTES) -> Volume:
     """Read the largest DICOM series in a folder (logged when there are several)."""
     folder = Path(folder)
-    series = dicom_series(folder)
-    if not series:
+    groups, _ = group_series(_dicom_files(folder))
+    if not groups:
         raise InputError(
             f"{folder}: no DICOM series found in this folder. Point to the folder that "
-            "holds the CT's .dcm files, or to a NIfTI/NRRD/MHA file."
+            "holds the CT's DICOM files, or to a NIfTI/NRRD/MHA file."
         )
-    uid, files = series[0]
-    if len(series) > 1:
+    ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
+    uid, headers = ordered[0]
+    if len(ordered) > 1:
         log.warning(
             "%s holds %d DICOM series; using the largest (%s, %d files).",
-            folder, len(series), uid, len(files),
+            folder, len(ordered), uid, len(headers),
         )
-    sitk = _sitk()
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
-    try:
-        image = reader.Execute()
-    except RuntimeError as error:
-        raise InputError(
-            f"{folder}: the DICOM series {uid} could not be read ({_first_line(error)}). "
-            "Some files may be missing or damaged."
-        ) from None
-    if image.GetDimension() == 3 and image.GetSize()[2] < 2:
-        raise InputError(
-            f"{folder}: the DICOM series holds a single slice; a 3-D CT series is needed."
-        )
-    return volume_from_sitk(image, name=folder.name)
+    return read_dicom(headers, name=folder.name, max_bytes=max_bytes)
 
 
-def _first_line(error: Exception) -> str:
-    """The informative part of an ITK error: its innermost line, without source paths.
-
-    ITK appends the operating system's last error ("Reason: ..."), which is often
-    stale and misleading, so it is dropped.
-    """
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    lines = [line for line in lines if not line.startswith("Reason:")]
-    if not lines:
-        return type(error).__name__
-    last = lines[-1]
-    if "ITK ERROR:" in last:
-        last = last.split("):", 1)[-1].strip()
-    return last
+def read_dicom(headers: Sequence[DicomHeader], name: str, *,
+               max_bytes: float = MAX_SCAN_BYTES) -> Volume:
+    """Read one DICOM series (its files' headers, ``dicom.group_series``) with the geometry
+    its slice positions describe: refused when slices are missing or duplicated; uneven
+    spacing and gantry tilt are resampled (see ``dicom``)."""
+    if not headers:
+        raise InputError(f"{name}: the DICOM series holds no image files.")
+    first = headers[0]
+    check_size(name, (*first.size_ij, len(headers)), first.bytes_per_voxel, max_bytes)
+    array, ijk_to_ras = read_dicom_files(headers, name)
+    return Volume(array, ijk_to_ras, name)

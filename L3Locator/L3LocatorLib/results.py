@@ -1,0 +1,291 @@
+"""The results file of a batch (``.csv`` or ``.jsonl``): one row per scan, never lost.
+
+- Rows are appended, one complete line per write, flushed and synced: an interruption at
+  any moment (kill -9, power) leaves every finished row in place and at most one cut last
+  line, which ``--resume`` drops and redoes. Bookkeeping is linear in the number of rows.
+- The file is opened (and so checked writable) and locked before the first scan; a second
+  process writing the same file is refused while the first one runs.
+- An existing file is never overwritten: without ``resume`` it is refused; with ``resume``
+  it must be a results file this tool wrote (same columns / one JSON row per line),
+  otherwise it is refused untouched.
+- On resume, rows with status ``ok`` or ``not_found`` count as done; error rows and cut
+  rows are dropped once (the file is rewritten atomically, keeping its permissions and any
+  symbolic link to it), and those inputs are tried again.
+- Rows are keyed by ``(input, series)``: the input's resolved path and the DICOM series.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from .errors import L3LocatorError
+from .report import ROW_FIELDS
+from .result import STATUS_NOT_FOUND, STATUS_OK
+
+#: Results file endings (lower case).
+RESULT_SUFFIXES = (".csv", ".jsonl")
+#: Statuses that finish an input: resuming skips these and retries the rest.
+DONE_STATUSES = (STATUS_OK, STATUS_NOT_FOUND)
+
+
+class OutputError(L3LocatorError):
+    """The results file cannot be used (exists, not ours, locked, not writable)."""
+
+
+def row_key(row: dict[str, Any]) -> tuple[str, str]:
+    """The identity of a row's scan: (input, series)."""
+    return (str(row.get("input") or ""), str(row.get("series") or ""))
+
+
+class ResultsFile:
+    """A results file open for appending rows; use as a context manager (releases the lock).
+
+    Args:
+        path: ``.csv`` or ``.jsonl``. A symbolic link is followed (the link stays a link).
+        resume: continue an existing file of ours; without it an existing non-empty file is
+            refused.
+
+    Raises ``OutputError`` (a message for the user) when the file cannot be used.
+    ``done`` holds the keys (``row_key``) of the inputs already finished.
+    """
+
+    def __init__(self, path: Union[str, os.PathLike[str]], *, resume: bool = False) -> None:
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix not in RESULT_SUFFIXES:
+            raise OutputError(f"{self.path}: the results file must end in .csv or .jsonl.")
+        self.jsonl = suffix == ".jsonl"
+        # Write through a symbolic link to its target, so the link survives.
+        self.target = Path(os.path.realpath(self.path))
+        self.done: set[tuple[str, str]] = set()
+        self._stream: Optional[io.TextIOWrapper] = None
+        self._lock = _Lock(self.target)
+        try:
+            self._open(resume)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    # ---------------------------------------------------------------- opening
+
+    def _open(self, resume: bool) -> None:
+        target = self.target
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise self._unwritable(error) from None
+        self._lock.acquire()
+        exists = target.exists() and target.stat().st_size > 0
+        if exists and not resume:
+            raise OutputError(
+                f"{self.path} already exists. Nothing was changed. To continue that batch add "
+                "--resume; to start a new one, choose another --output file.")
+        if exists:
+            text = self._read_text()
+            rows, complete = self._parse(text)
+            keep = [row for row in rows if row.get("status") in DONE_STATUSES]
+            self.done = {row_key(row) for row in keep}
+            if len(keep) != len(rows) or not complete:
+                self._rewrite(keep)
+        try:
+            self._stream = open(target, "a", newline="", encoding="utf-8")
+        except OSError as error:
+            raise self._unwritable(error) from None
+        if self._stream.tell() == 0 and not self.jsonl:
+            self._append(_csv_line(ROW_FIELDS))
+
+    def _unwritable(self, error: OSError) -> OutputError:
+        return OutputError(
+            f"{self.path}: the results file cannot be written ({error.strerror or error}). "
+            "Choose a folder you may write to, or free some disk space.")
+
+    def _read_text(self) -> str:
+        try:
+            return self.target.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise OutputError(
+                f"{self.path} cannot be read to resume ({error}). It was left unchanged.") from None
+
+    def _not_ours(self, why: str) -> OutputError:
+        return OutputError(
+            f"{self.path} is not a results file written by L3 Locator ({why}), so it is not "
+            "resumed and was left unchanged. Choose another --output file.")
+
+    def _parse(self, text: str) -> tuple[list[dict[str, Any]], bool]:
+        """Rows of an existing file of ours, and whether its last line is complete.
+
+        A last line without its newline was cut by an interruption: dropped (redone).
+        Anything else that is not one of our rows means the file is not ours.
+        """
+        complete = text.endswith("\n")
+        lines = text.splitlines()
+        if not complete:
+            lines = lines[:-1]
+        if self.jsonl:
+            rows = []
+            for number, line in enumerate(lines, start=1):
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    raise self._not_ours(f"line {number} is not JSON") from None
+                if not isinstance(row, dict) or "input" not in row or "status" not in row:
+                    raise self._not_ours(f"line {number} is not a results row")
+                rows.append(row)
+            return rows, complete
+        if not lines:
+            raise self._not_ours("it has no header line")
+        header = next(csv.reader([lines[0]]))
+        if tuple(header) != ROW_FIELDS:
+            raise self._not_ours("its columns differ")
+        rows = []
+        for number, values in enumerate(csv.reader(lines[1:]), start=2):
+            if len(values) != len(ROW_FIELDS):
+                raise self._not_ours(f"line {number} has {len(values)} columns")
+            rows.append(dict(zip(ROW_FIELDS, values)))
+        return rows, complete
+
+    def _rewrite(self, rows: list[dict[str, Any]]) -> None:
+        """Replace the file by ``rows`` atomically, keeping its permissions."""
+        target = self.target
+        mode = target.stat().st_mode & 0o7777
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w", newline="", encoding="utf-8") as stream:
+                if not self.jsonl:
+                    stream.write(_csv_line(ROW_FIELDS))
+                for row in rows:
+                    stream.write(self._render(row))
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.chmod(tmp, mode)
+            os.replace(tmp, target)
+        except OSError as error:
+            Path(tmp).unlink(missing_ok=True)
+            raise self._unwritable(error) from None
+
+    # ---------------------------------------------------------------- writing
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Append one row (one line, synced to disk)."""
+        self._append(self._render(row))
+        if row.get("status") in DONE_STATUSES:
+            self.done.add(row_key(row))
+
+    def _render(self, row: dict[str, Any]) -> str:
+        if self.jsonl:
+            return json.dumps({name: row.get(name) for name in ROW_FIELDS}) + "\n"
+        return _csv_line([_csv_cell(row.get(name)) for name in ROW_FIELDS])
+
+    def _append(self, text: str) -> None:
+        if self._stream is None:
+            raise OutputError(f"{self.path} is closed.")
+        self._stream.write(text)
+        self._stream.flush()
+        os.fsync(self._stream.fileno())
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+        self._lock.release()
+
+    def __enter__(self) -> ResultsFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_rows(path: Union[str, os.PathLike[str]]) -> list[dict[str, Any]]:
+    """The rows of a results file (CSV cells as text; a cut last line left out)."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines() if text.endswith("\n") else text.splitlines()[:-1]
+    if path.suffix.lower() == ".jsonl":
+        return [json.loads(line) for line in lines]
+    return [dict(row) for row in csv.DictReader(lines)]
+
+
+def _csv_line(values: Any) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(values)
+    return out.getvalue()
+
+
+def _csv_cell(value: Any) -> Any:
+    """One CSV cell on one line: lists as JSON, line breaks as spaces, None as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    if isinstance(value, str):
+        return " ".join(value.splitlines())
+    return value
+
+
+class _Lock:
+    """An exclusive lock on ``.<results>.lock`` beside the results file, held while a batch
+    writes. The operating system releases it when the process dies, so a killed batch never
+    blocks the next one. The (empty) lock file is left in place: removing it would let two
+    processes lock two different files."""
+
+    def __init__(self, target: Path) -> None:
+        self.results = target
+        self.path = target.with_name(f".{target.name}.lock")
+        self._fd: Optional[int] = None
+
+    def acquire(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise OutputError(
+                f"{self.results}: the results file cannot be written "
+                f"({error.strerror or error}). Choose a folder you may write to.") from None
+        if not _try_lock(fd):
+            try:
+                holder = os.read(fd, 64).decode("ascii", "replace").strip()
+            except OSError:
+                holder = ""
+            os.close(fd)
+            who = f" (process {holder})" if holder else ""
+            raise OutputError(
+                f"{self.results} is being written by another L3 Locator batch"
+                f"{who}. Wait for it to finish, or choose another --output file.")
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode("ascii"))
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.ftruncate(self._fd, 0)
+        except OSError:
+            pass
+        os.close(self._fd)  # closing releases the lock; the empty file stays (no race)
+        self._fd = None
+
+
+def _try_lock(fd: int) -> bool:
+    """Take an exclusive, non-blocking lock on an open file; False when another holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
