@@ -56,14 +56,14 @@ def test_export_then_load_gives_identical_outputs(exported):
     assert loaded.threshold == 0.25
     assert loaded.preprocess == PreprocessConfig()
     meta = json.loads(path.read_text())
-    assert meta["weights"] == "tiny_test.pdparams" and len(meta["sha256"]) == 64
+    assert meta["weights"] == "tiny_test.npz" and len(meta["sha256"]) == 64
     assert meta["software"]["paddlepaddle"] == paddle.__version__
     assert load_model(path, device="cpu") is loaded  # cached
 
 
 def test_missing_truncated_and_mismatched_weights(exported, tmp_path):
     _, path = exported
-    weights = path.parent / "tiny_test.pdparams"
+    weights = path.parent / "tiny_test.npz"
     data = weights.read_bytes()
     weights.write_bytes(data[: len(data) // 2])
     with pytest.raises(ModelError, match="truncated"):
@@ -77,7 +77,7 @@ def test_missing_truncated_and_mismatched_weights(exported, tmp_path):
         preprocess=PreprocessConfig(), views=("frontal", "sagittal"), levels=LEVELS,
         threshold=0.5,
     )
-    shutil.copy(other.parent / "other.pdparams", weights)
+    shutil.copy(other.parent / "other.npz", weights)
     meta = json.loads(path.read_text())
     meta["sha256"] = network.sha256_file(weights)
     path.write_text(json.dumps(meta))
@@ -93,7 +93,7 @@ def test_missing_truncated_and_mismatched_weights(exported, tmp_path):
         ({"format_version": 2}, "format version"),
         ({"format": "something"}, "not an L3Locator model"),
         ({"surprise": 1}, "does not know"),
-        ({"views": ["axial"]}, "unknown input views"),
+        ({"views": ["axial"]}, "may only hold frontal, sagittal"),
     ],
 )
 def test_unknown_metadata_is_refused(exported, change, message):

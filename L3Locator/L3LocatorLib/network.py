@@ -6,12 +6,18 @@ A model is two files side by side::
     <name>.json       ModelMetadata: format, architecture, preprocessing, views,
                       levels, absent threshold, weights file name and sha256,
                       training data, metrics, software versions
-    <name>.pdparams   PaddlePaddle state dict (``paddle.save``)
+    <name>.npz        the weights: one plain numeric array per parameter name, read with
+                      ``numpy.load(allow_pickle=False)``
 
-``load_model`` refuses a JSON it cannot honour (unknown format version,
-architecture or preprocessing settings) and weights that are missing,
-truncated or do not match (sha256 and parameter shapes), each with a
-``ModelError`` that names the file and says what to do. ``predict_views`` runs
+Loading a model never runs code from its files: the weights format holds numbers only
+(PaddlePaddle's ``.pdparams`` is a Python pickle, which can run anything when loaded, so it
+is refused; ``python -m training.export convert`` converts one you trust). The sha256 in
+the JSON proves the two files belong together, not where they came from.
+
+``load_model`` refuses a JSON it cannot honour (unknown format version, any field of the
+wrong type or out of range, a ``weights`` entry that is not a plain file name beside the
+JSON) and weights that are missing, truncated or do not match (sha256 and parameter
+shapes), each with a ``ModelError`` that names the file and says what to do. ``predict_views`` runs
 one model on one scan's projections and returns per-level probabilities for
 the fused views and for each view alone (the other view's channel zeroed;
 models are trained with such view dropout); ``decode`` reads rows off them.
@@ -22,12 +28,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+import zipfile
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -44,6 +52,10 @@ FORMAT_VERSION = 1
 #: File name of the model used when none is given.
 DEFAULT_MODEL_NAME = "default.json"
 VIEWS = ("frontal", "sagittal")
+#: The weights file ending: NumPy .npz of plain numeric arrays (no pickle).
+WEIGHTS_SUFFIX = ".npz"
+#: Weights files that are Python pickles (PaddlePaddle): refused, never opened.
+PICKLE_SUFFIXES = (".pdparams", ".pdopt", ".pkl", ".pickle", ".pt", ".pth")
 
 
 @dataclass
@@ -105,15 +117,20 @@ class ModelMetadata:
                 f"reads version {FORMAT_VERSION}. Update L3Locator or use a model made for it."
             )
         refuse_unknown_fields(cls, data, source)
-        try:
-            meta = cls(**data)
-        except TypeError as error:
-            raise ModelError(f"{source} is incomplete ({error}). Re-export the model.") from error
-        bad_views = [v for v in meta.views if v not in VIEWS]
-        if not meta.views or bad_views:
-            raise ModelError(f"{source} names unknown input views {meta.views}.")
+        missing = [f.name for f in fields(cls) if f.name not in data
+                   and f.default is MISSING and f.default_factory is MISSING]
+        if missing:
+            raise ModelError(f"{source} is incomplete (no {', '.join(missing)}). Re-export the "
+                             "model.")
+        for name, value in data.items():
+            problem = _FIELD_CHECKS[name](value)
+            if problem:
+                raise ModelError(f"{source}: the field \"{name}\" {problem} (found "
+                                 f"{_shown(value)}). Re-export the model or fix the file.")
+        meta = cls(**data)
         if meta.answer_level not in meta.levels:
-            raise ModelError(f"{source}: answer level {meta.answer_level!r} is not an output.")
+            raise ModelError(f"{source}: answer level {meta.answer_level!r} is not one of its "
+                             f"levels {meta.levels}. Re-export the model.")
         return meta
 
     @property
@@ -123,6 +140,145 @@ class ModelMetadata:
     @property
     def preprocess_config(self) -> PreprocessConfig:
         return PreprocessConfig.from_dict(self.preprocess)
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value) if _json_ok(value) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _json_ok(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _text(value: Any) -> str:
+    return "" if isinstance(value, str) and value.strip() else "must be non-empty text"
+
+
+def _any_text(value: Any) -> str:
+    return "" if isinstance(value, str) else "must be text"
+
+
+def _mapping(value: Any) -> str:
+    return "" if isinstance(value, dict) else "must be an object ({...})"
+
+
+def _names(allowed: Optional[tuple[str, ...]] = None) -> Any:
+    def check(value: Any) -> str:
+        if (not isinstance(value, list) or not value
+                or not all(isinstance(v, str) and v for v in value)):
+            return "must be a non-empty list of names"
+        if len(set(value)) != len(value):
+            return "must not repeat a name"
+        if allowed is not None and not set(value) <= set(allowed):
+            return f"may only hold {', '.join(allowed)}"
+        return ""
+
+    return check
+
+
+def _probability(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "must be a number"
+    if not math.isfinite(value) or not 0.0 < value < 1.0:
+        return "must be a probability strictly between 0 and 1"
+    return ""
+
+
+def _weights_name(value: Any) -> str:
+    """A plain file name beside the JSON: no folder, no '..', no absolute path."""
+    if not isinstance(value, str) or not value.strip():
+        return "must be a file name"
+    if (value in (".", "..") or "/" in value or "\\" in value or ":" in value
+            or value.startswith(".") or os.path.isabs(value)):
+        return "must be a plain file name in the model's own folder (no path)"
+    return ""
+
+
+def _sha256(value: Any) -> str:
+    if (isinstance(value, str) and len(value) == 64
+            and all(c in "0123456789abcdef" for c in value)):
+        return ""
+    return "must be 64 lower-case hexadecimal digits"
+
+
+def _format_version(value: Any) -> str:
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    return "" if whole else "must be a whole number"
+
+
+#: One check per ``ModelMetadata`` field: "" when the value is acceptable, else what is wrong.
+_FIELD_CHECKS: dict[str, Any] = {
+    "name": _text,
+    "version": _text,
+    "arch": _mapping,
+    "preprocess": _mapping,
+    "views": _names(VIEWS),
+    "levels": _names(),
+    "answer_level": _text,
+    "threshold": _probability,
+    "weights": _weights_name,
+    "sha256": _sha256,
+    "training": _mapping,
+    "metrics": _mapping,
+    "software": _mapping,
+    "created": _any_text,
+    "format": _text,
+    "format_version": _format_version,
+}
+
+
+def _check_settings(values: dict[str, Any], cls: type, what: str, source: str) -> None:
+    """Every field of a settings dataclass (``ModelConfig``, ``PreprocessConfig``) has the
+    type its default has, and every number is finite; raises ``ModelError``."""
+    for f in fields(cls):
+        if f.name not in values:
+            continue
+        value, default = values[f.name], getattr(cls, f.name, None)
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                  and math.isfinite(value))
+        elif isinstance(default, str):
+            ok = isinstance(value, str)
+        elif isinstance(default, tuple):
+            ok = isinstance(value, list) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value)
+        else:
+            ok = True
+        if not ok:
+            kind = type(default).__name__ if default is not None else "value"
+            raise ModelError(f"{source}: {what} field \"{f.name}\" must be a finite {kind} "
+                             f"(found {_shown(value)}). Re-export the model or fix the file.")
+
+
+def _check_ranges(meta: ModelMetadata, source: str) -> None:
+    """Sizes that must be positive, and windows that must be ordered."""
+    arch, pre = meta.arch, meta.preprocess
+    positive = {**{k: arch.get(k) for k in ("in_channels", "base_width", "n_outputs")},
+                **{k: pre.get(k) for k in ("pixel_mm", "width_mm", "slab_mm")}}
+    non_negative = {k: arch.get(k) for k in ("depth", "max_width", "decoder_width")}
+    non_negative["oblique_tolerance"] = pre.get("oblique_tolerance")
+    problems = [f"{k} must be above 0" for k, v in positive.items() if v is not None and v <= 0]
+    problems += [f"{k} must not be negative" for k, v in non_negative.items()
+                 if v is not None and v < 0]
+    if any(d < 1 for d in arch.get("context_dilations", ())):
+        problems.append("context_dilations must all be 1 or more")
+    if pre.get("hu_min", 0) >= pre.get("hu_max", 1):
+        problems.append("hu_min must be below hu_max")
+    fraction = pre.get("sagittal_spine_fraction")
+    if fraction is not None and not 0 <= fraction <= 1:
+        problems.append("sagittal_spine_fraction must be between 0 and 1")
+    if problems:
+        raise ModelError(f"{source}: invalid settings ({'; '.join(problems)}). Re-export the "
+                         "model or fix the file.")
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -307,10 +463,57 @@ def read_metadata(path: str | os.PathLike[str]) -> ModelMetadata:
             f"Cannot read the model description {path} ({error}). The file is damaged or not a "
             "model .json; re-export or re-download the model."
         ) from error
-    meta = ModelMetadata.from_dict(data, source=str(path))
-    meta.model_config  # noqa: B018 - validates the architecture
-    meta.preprocess_config  # noqa: B018 - validates the preprocessing
+    source = str(path)
+    meta = ModelMetadata.from_dict(data, source=source)
+    _check_settings(meta.arch, ModelConfig, "the architecture", source)
+    _check_settings(meta.preprocess, PreprocessConfig, "the preprocessing", source)
+    _check_ranges(meta, source)
+    try:
+        meta.model_config  # noqa: B018 - validates the architecture
+        meta.preprocess_config  # noqa: B018 - validates the preprocessing
+    except (TypeError, ValueError) as error:
+        raise ModelError(f"{source}: the model's settings are not understood ({error}). "
+                         "Re-export the model.") from None
     return meta
+
+
+def weights_path(json_path: Path, meta: ModelMetadata) -> Path:
+    """The weights file of a model: the plain name in ``meta.weights``, beside the JSON.
+
+    Raises ``ModelError`` for weights in a pickle format (``.pdparams``): those can run
+    code when loaded and are never opened here.
+    """
+    name = meta.weights
+    if name.lower().endswith(PICKLE_SUFFIXES):
+        raise ModelError(
+            f"{json_path.name} names weights in PaddlePaddle's .pdparams format ({name}), a "
+            "Python pickle that can run any program when it is opened, so L3Locator does not "
+            "open it. If you trust where this model came from, convert it once with "
+            f"'python -m training.export convert {json_path} --trust-pickle' and use the "
+            "converted model; otherwise ask its author for the .npz version.")
+    if not name.lower().endswith(WEIGHTS_SUFFIX):
+        raise ModelError(f"{json_path.name} names weights {name!r}; L3Locator reads weights "
+                         f"from a {WEIGHTS_SUFFIX} file. Re-export the model.")
+    return json_path.parent / name
+
+
+def read_weights(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a ``.npz`` weights file, by parameter name. Never unpickles: a file
+    holding Python objects is refused (``ModelError``)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise ValueError("not an .npz archive")
+            arrays = {name: data[name] for name in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ModelError(
+            f"Cannot read the weights file {path} ({error}). It is damaged or not a weights "
+            "file of plain numbers; re-download or re-export the model.") from None
+    bad = [k for k, v in arrays.items() if v.dtype.kind not in "fiu"]
+    if bad:
+        raise ModelError(f"The weights file {path} holds non-numeric data ({bad[0]}); "
+                         "re-export the model.")
+    return arrays
 
 
 def _load_uncached(path: Path, device: str) -> LoadedModel:
@@ -324,7 +527,7 @@ def _load_uncached(path: Path, device: str) -> LoadedModel:
         )
     if config.in_channels % len(meta.views) != 0:
         raise ModelError(f"{path}: {config.in_channels} input channels cannot hold {meta.views}.")
-    weights = path.parent / meta.weights
+    weights = weights_path(path, meta)
     if not weights.is_file():
         raise ModelError(
             f"The weights file {weights} named by {path.name} is missing. Copy it next to the "
@@ -340,10 +543,7 @@ def _load_uncached(path: Path, device: str) -> LoadedModel:
     paddle = import_paddle()
     paddle.set_device(device)
     network = build_model(config)
-    try:
-        state = paddle.load(str(weights))
-    except Exception as error:  # noqa: BLE001 - paddle raises many kinds
-        raise ModelError(f"Cannot read the weights file {weights} ({error}).") from error
+    state = read_weights(weights)
     expected = network.state_dict()
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
@@ -365,7 +565,7 @@ def _load_uncached(path: Path, device: str) -> LoadedModel:
             f"The weights in {weights} do not fit the architecture described in {path.name} "
             f"({detail}). The two files are from different models; re-export the model."
         )
-    network.set_state_dict(state)
+    network.set_state_dict({k: paddle.to_tensor(v) for k, v in state.items()})
     network.eval()
     log.info("Loaded model %s on %s in %.2f s", path, device, time.perf_counter() - started)
     return LoadedModel(network, meta, device, path)
@@ -424,6 +624,8 @@ __all__ = [
     "default_model_path",
     "load_model",
     "models_dir",
+    "read_weights",
+    "weights_path",
     "predict_views",
     "read_metadata",
     "resolve_device",
