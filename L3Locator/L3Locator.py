@@ -19,6 +19,7 @@ import subprocess
 import sys
 from typing import Annotated, Any, Optional
 
+import numpy as np
 import qt
 import slicer
 import vtk
@@ -54,6 +55,8 @@ PADDLE_CUDA_INDEX = "https://www.paddlepaddle.org.cn/packages/stable/{tag}/"
 PADDLE_CUDA_BUILDS = (((12, 6), "cu126"), ((11, 8), "cu118"))
 PADDLE_DISTRIBUTIONS = ("paddlepaddle", "paddlepaddle-gpu")
 DEVICE_CHOICES = ("auto", "cpu", "gpu")
+#: Who asks for the packages, in Slicer's install dialogs.
+REQUESTER = "L3 Locator"
 VIEW_CHOICES = ("both", "frontal", "sagittal")
 
 
@@ -141,6 +144,8 @@ class L3LocatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._lastResult: Optional[L3Result] = None
         self._lastVolumeNode = None
+        #: True while Locate runs (installing packages can take minutes)
+        self._busy = False
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -203,7 +208,10 @@ class L3LocatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._checkCanApply()
 
     def _checkCanApply(self, caller=None, event=None) -> None:
-        if self._parameterNode and self._parameterNode.inputVolume:
+        if self._busy:
+            self.ui.locateButton.toolTip = "L3 Locator is running."
+            self.ui.locateButton.enabled = False
+        elif self._parameterNode and self._parameterNode.inputVolume:
             self.ui.locateButton.toolTip = "Find L3 in the selected CT volume."
             self.ui.locateButton.enabled = True
         else:
@@ -233,29 +241,43 @@ class L3LocatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.jumpButton.toolTip = "Locate L3 first."
 
     def onLocateButton(self) -> None:
-        """Run the search on the selected volume; errors go to Slicer's error dialog."""
+        """Run the search on the selected volume; errors go to Slicer's error dialog.
+
+        The button is off while it runs: installing packages keeps Slicer's event loop
+        turning (pip's output is shown as it comes), so a second click would otherwise
+        start a second installation. The wait cursor is on only while L3 is searched,
+        never over a question to the user.
+        """
+        if self._busy:
+            return
         params = self._parameterNode
         volumeNode = params.inputVolume if params else None
-        self.clearResults()
-        self.ui.statusLabel.text = "Locating L3..."
-        slicer.util.showStatusMessage("L3 Locator: locating L3...")
-        slicer.app.processEvents()
+        self._busy = True
+        self.ui.locateButton.enabled = False
         try:
-            with slicer.util.tryWithErrorDisplay(
-                    "L3 Locator could not locate L3.", waitCursor=True):
-                self.logic.ensureDependencies(interactive=True)
-                result = self.logic.locate(
-                    volumeNode,
-                    createPoint=params.createPoint,
-                    model=params.modelPath or None,
-                    device=params.device,
-                    views=params.views,
-                )
-                self.showResult(volumeNode, result)
-        except Exception as error:  # already shown in a dialog by tryWithErrorDisplay
-            logging.debug("L3 Locator failed", exc_info=True)
-            self.ui.statusLabel.text = f"Failed: {error}"
-            slicer.util.showStatusMessage("L3 Locator failed; see the error message.", 5000)
+            self.clearResults()
+            self.ui.statusLabel.text = "Locating L3..."
+            slicer.util.showStatusMessage("L3 Locator: locating L3...")
+            slicer.app.processEvents()
+            try:
+                with slicer.util.tryWithErrorDisplay("L3 Locator could not locate L3."):
+                    self.logic.ensureDependencies(interactive=True)
+                    with slicer.util.WaitCursor():
+                        result = self.logic.locate(
+                            volumeNode,
+                            createPoint=params.createPoint,
+                            model=params.modelPath or None,
+                            device=params.device,
+                            views=params.views,
+                        )
+                    self.showResult(volumeNode, result)
+            except Exception as error:  # already shown in a dialog by tryWithErrorDisplay
+                logging.debug("L3 Locator failed", exc_info=True)
+                self.ui.statusLabel.text = f"Failed: {error}"
+                slicer.util.showStatusMessage("L3 Locator failed; see the error message.", 5000)
+        finally:
+            self._busy = False
+            self._checkCanApply()
 
     def showResult(self, volumeNode, result: L3Result) -> None:
         self._lastResult = result
@@ -300,9 +322,9 @@ class L3LocatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.qaImageLabel.text = f"QA picture not available ({error})."
 
     def onJumpButton(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Could not jump to L3."):
+        with slicer.util.tryWithErrorDisplay("Could not show the L3 slice."):
             if self._lastResult is not None and self._lastResult.found:
-                self.logic.jumpToPoint(self._lastResult, self.logic.lastPointListNode)
+                self.logic.showL3Slice(self._lastVolumeNode, self._lastResult)
 
 
 #
@@ -407,7 +429,7 @@ class L3LocatorLogic(ScriptedLoadableModuleLogic):
             if createPoint:
                 self.lastPointListNode = self.placePoint(volumeNode, result, pointListNode)
             if jump:
-                self.jumpToPoint(result, self.lastPointListNode)
+                self.showL3Slice(volumeNode, result)
         else:
             logging.info("L3 Locator: %s: %s", volume.name, result.message)
             if createPoint:
@@ -463,15 +485,33 @@ class L3LocatorLogic(ScriptedLoadableModuleLogic):
             node.RemoveAllControlPoints()
             node.SetLocked(True)
 
-    def jumpToPoint(self, result: L3Result, pointListNode=None) -> None:
-        """Centre all slice views on the point (its current world position if it exists)."""
-        if pointListNode is not None and pointListNode.GetNumberOfControlPoints() > 0:
-            position = [0.0, 0.0, 0.0]
-            pointListNode.GetNthControlPointPositionWorld(0, position)
-        else:
-            position = [float(v) for v in result.l3_ras_mm]
+    def showL3Slice(self, volumeNode, result: L3Result) -> None:
+        """Show the reported slice in the slice views.
+
+        The CT becomes the background of every slice view; when its axes are oblique to
+        the patient's, the views are rotated to the volume's planes; then all views go
+        through the CENTRE of the reported voxel slice (``sliceCentreRas``), so the red
+        view shows exactly that slice, not a blend of two neighbouring slices.
+        """
+        volume = self.volumeFromNode(volumeNode)
+        centre = self.sliceCentreRas(volume, result)
+        slicer.util.setSliceViewerLayers(background=volumeNode)
+        if isOblique(volume.ijk_to_ras):
+            scene = slicer.mrmlScene
+            for index in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceNode")):
+                scene.GetNthNodeByClass(index, "vtkMRMLSliceNode").RotateToVolumePlane(volumeNode)
         slicer.modules.markups.logic().JumpSlicesToLocation(
-            position[0], position[1], position[2], True)
+            centre[0], centre[1], centre[2], True)
+
+    @staticmethod
+    def sliceCentreRas(volume: Volume, result: L3Result) -> list[float]:
+        """World RAS (mm) of the centre of the reported slice's voxel nearest the point:
+        ``l3_ijk`` rounded, with the slice axis (``slice_axis``, k for axial scans) set
+        to ``slice_index``."""
+        ijk = [float(round(v)) for v in result.l3_ijk]
+        axis = result.slice_axis if result.slice_axis is not None else 2
+        ijk[axis] = float(result.slice_index)
+        return [float(v) for v in volume.ijk_to_ras_points(np.array(ijk))]
 
     # ------------------------------------------------------------ dependencies
 
@@ -539,14 +579,16 @@ class L3LocatorLogic(ScriptedLoadableModuleLogic):
         """Make sure the Python packages in ``Resources/requirements.txt`` are installed.
 
         interactive (the panel): ask the user first, with ``slicer.packaging.pip_ensure``
-        on Slicer versions that have it, else a confirmation dialog and
-        ``slicer.util.pip_install``. With an NVIDIA GPU, PaddlePaddle's CUDA build is
-        installed from Paddle's own index. Nothing is installed in testing mode.
-        Non-interactive (batch): installs only when ``install`` is True, otherwise
-        raises ``DependencyError`` naming what is missing.
+        on Slicer 5.12+, else a confirmation dialog and ``slicer.util.pip_install``. With
+        an NVIDIA GPU, PaddlePaddle's CUDA build is installed from Paddle's own index.
+        Nothing is installed in testing mode. Non-interactive (batch): installs, without
+        any dialog, only when ``install`` is True, otherwise raises ``DependencyError``
+        naming what is missing.
 
         Returns True when everything is installed. Raises ``DependencyError`` when the
-        user declines or the installation did not succeed.
+        user declines or the installation failed (pip's own failure,
+        ``subprocess.CalledProcessError`` in every Slicer version, is turned into a
+        message that says how to install without internet access).
         """
         missing = self.missingRequirements(self.requirements())
         if not missing:
@@ -564,8 +606,7 @@ class L3LocatorLogic(ScriptedLoadableModuleLogic):
                     "\nRun again with --install-dependencies, or install them with Slicer's "
                     "Python (PythonSlicer -m pip install ...)."
                 )
-            for args in installs:
-                slicer.util.pip_install(args)
+            self._pipInstall(installs, showProgress=False)
         elif slicer.app.testingEnabled():
             logging.info("Testing mode: not installing %s", missing)
             return False
@@ -573,8 +614,10 @@ class L3LocatorLogic(ScriptedLoadableModuleLogic):
             packaging = _slicerPackaging()
             if packaging is not None and not (paddle and cuda):
                 try:
-                    packaging.pip_ensure(missing, requester="L3 Locator")
-                except RuntimeError as error:
+                    packaging.pip_ensure(missing, requester=REQUESTER)
+                except subprocess.CalledProcessError as error:
+                    raise DependencyError(_installFailedMessage(installs, error)) from None
+                except RuntimeError as error:  # the user declined
                     raise DependencyError(
                         "L3 Locator cannot run without these Python packages:\n" + listing +
                         f"\n({error})") from None
@@ -590,9 +633,7 @@ class L3LocatorLogic(ScriptedLoadableModuleLogic):
                 if not slicer.util.confirmOkCancelDisplay(text, title):
                     raise DependencyError(
                         "L3 Locator cannot run without these Python packages:\n" + listing)
-                with slicer.util.WaitCursor():
-                    for args in installs:
-                        slicer.util.pip_install(args)
+                self._pipInstall(installs, showProgress=True)
         still = self.missingRequirements(missing)
         if still:
             raise DependencyError(
@@ -600,9 +641,48 @@ class L3LocatorLogic(ScriptedLoadableModuleLogic):
                 ". See the Python console for pip's messages; restarting Slicer may help.")
         return True
 
+    @staticmethod
+    def _pipInstall(installs: list[list[str]], showProgress: bool) -> None:
+        """Run pip for each argument list. Slicer 5.12+: ``slicer.packaging.pip_install``
+        (its modal progress dialog only when ``showProgress``: never in batch, where no
+        one can see it); older Slicer: ``slicer.util.pip_install`` under a busy cursor.
+        Raises ``DependencyError`` when pip fails."""
+        packaging = _slicerPackaging()
+        try:
+            for args in installs:
+                if packaging is not None:
+                    packaging.pip_install(args, show_progress=showProgress, requester=REQUESTER)
+                else:
+                    with slicer.util.WaitCursor():
+                        slicer.util.pip_install(args)
+        except (subprocess.CalledProcessError, OSError) as error:
+            raise DependencyError(_installFailedMessage(installs, error)) from None
+
+
+def _installFailedMessage(installs: list[list[str]], error: BaseException) -> str:
+    """What to tell the user when pip failed: usually no internet access (or a proxy)."""
+    status = getattr(error, "returncode", None)
+    how = f"pip stopped with status {status}" if status is not None else str(error)
+    packages = " ".join(a for args in installs for a in args if not a.startswith(("-", "http")))
+    return (
+        f"L3 Locator could not install the Python packages it needs ({how}; pip's messages are "
+        "in the Python console). Check the internet connection (or proxy settings) and try "
+        "again. Without internet access: on a computer that has it, run "
+        f"'PythonSlicer -m pip download {packages} -d l3locator-wheels', copy the folder "
+        "here and run 'PythonSlicer -m pip install --no-index --find-links l3locator-wheels "
+        f"{packages}' (README, 'Installing without internet access')."
+    )
+
+
+def isOblique(ijkToRas, tolerance: float = 1e-3) -> bool:
+    """True when a voxel axis of the 4x4 IJK->RAS matrix is not along a patient axis."""
+    directions = np.asarray(ijkToRas, dtype=float)[:3, :3]
+    directions = directions / np.linalg.norm(directions, axis=0)
+    return bool(np.any(np.abs(directions).max(axis=0) < 1.0 - tolerance))
+
 
 def _slicerPackaging():
-    """``slicer.packaging`` when this Slicer has ``pip_ensure`` (5.10+), else None."""
+    """``slicer.packaging`` when this Slicer has ``pip_ensure`` (5.12+), else None."""
     try:
         import slicer.packaging as packaging
     except ImportError:

@@ -144,6 +144,18 @@ def fake_locate(monkeypatch):
     return calls
 
 
+def red_plane(slicer):
+    """(unit normal, a point) of the red slice view's plane, in world RAS."""
+    red = slicer.mrmlScene.GetNodeByID("vtkMRMLSliceNodeRed")
+    m = slicer.util.arrayFromVTKMatrix(red.GetSliceToRAS())
+    return m[:3, 2] / np.linalg.norm(m[:3, 2]), m[:3, 3]
+
+
+def red_plane_distance(slicer, point):
+    normal, origin = red_plane(slicer)
+    return float(np.dot(np.asarray(point, dtype=float) - origin, normal))
+
+
 def fiducial_nodes(slicer):
     scene = slicer.mrmlScene
     return [scene.GetNthNodeByClass(i, "vtkMRMLMarkupsFiducialNode")
@@ -250,9 +262,8 @@ def test_point_lands_at_the_right_ras(slicer, mod, fake_locate, case):
     assert "confidence 0.91" in description and "model fake 1" in description
     truth = world_of_voxel(node, (bright[2], bright[1], bright[0]))
     assert np.allclose(point_world(pointList), truth, atol=1e-6)
-    # the slice views jumped there
-    red = slicer.mrmlScene.GetNodeByID("vtkMRMLSliceNodeRed")
-    assert red.GetSliceOffset() == pytest.approx(truth[2], abs=1e-6)
+    # the red view goes through that voxel's centre
+    assert red_plane_distance(slicer, truth) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_locate_again_updates_the_same_point_list(slicer, mod, fake_locate):
@@ -452,14 +463,31 @@ def test_widget_not_found_says_so(slicer, mod, widget, monkeypatch):
 
 
 @pytest.fixture()
-def missing_paddle(mod, monkeypatch):
-    """Pretend PaddlePaddle is missing until something installs it."""
+def missing_paddle(slicer, mod, monkeypatch):
+    """A Python where PaddlePaddle is not installed (``importlib.metadata`` does not find
+    it, for the module and for Slicer's ``pip_check`` alike) until the stand-in's pip
+    "installs" it (pip itself never runs; ``slicer.util.pipFailure`` makes it fail as
+    pip does offline)."""
+    import importlib.metadata
+
+    from slicer import _standin
+
     state = {"installed": False}
+    realVersion = importlib.metadata.version
 
-    def missing(requirements):
-        return [] if state["installed"] else [r for r in requirements if "paddle" in r]
+    def version(name):
+        if "paddle" in name.lower() and not state["installed"]:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return realVersion(name)
 
-    monkeypatch.setattr(mod.L3LocatorLogic, "missingRequirements", staticmethod(missing))
+    runPip = _standin.run_pip
+
+    def pip(requirements):
+        runPip(requirements)
+        state["installed"] = True
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    monkeypatch.setattr(_standin, "run_pip", pip)
     monkeypatch.setattr(mod.L3LocatorLogic, "nvidiaCudaVersion", staticmethod(lambda: None))
     return state
 
@@ -472,21 +500,19 @@ def test_requirements_file_and_check(mod):
     assert mod.L3LocatorLogic.missingRequirements(["surely-not-installed-pkg"]) != []
 
 
-def test_headless_installs_only_when_told(slicer, mod, missing_paddle):
+@pytest.mark.parametrize("version", ["5.8", "5.12"])
+def test_headless_installs_only_when_told(slicer, mod, missing_paddle, version):
     from L3LocatorLib.errors import DependencyError
 
+    slicer.reset(version=version)
     logic = mod.L3LocatorLogic()
     with pytest.raises(DependencyError, match="--install-dependencies"):
         logic.ensureDependencies(interactive=False)
     assert slicer.util.pipInstalls == []
-
-    def install(args):
-        slicer.util.pipInstalls.append(args)
-        missing_paddle["installed"] = True
-
-    slicer.util.pip_install = install
     assert logic.ensureDependencies(interactive=False, install=True)
     assert slicer.util.pipInstalls == [["paddlepaddle>=3.0"]]
+    # no dialog in a batch (5.12's pip_install opens a modal one unless told not to)
+    assert [kind for kind, _, _ in slicer.util.displayed] == []
 
 
 def test_gpu_machines_get_paddles_cuda_build(mod):
@@ -517,15 +543,9 @@ def test_gui_uses_pip_ensure_and_installs_nothing_when_declined(slicer, mod, mis
 
 
 def test_gui_on_older_slicer_asks_then_pip_installs(slicer, mod, missing_paddle, monkeypatch):
-    monkeypatch.setattr(mod, "_slicerPackaging", lambda: None)  # Slicer 5.6/5.8
+    slicer.reset(version="5.8")  # no slicer.packaging
     monkeypatch.setattr(mod.L3LocatorLogic, "nvidiaCudaVersion", staticmethod(lambda: (12, 6)))
     logic = mod.L3LocatorLogic()
-
-    def install(args):
-        slicer.util.pipInstalls.append(args)
-        missing_paddle["installed"] = True
-
-    slicer.util.pip_install = install
     slicer.util.confirmAnswers[:] = [True]
     assert logic.ensureDependencies(interactive=True)
     asked = [text for kind, text, _ in slicer.util.displayed if kind == "confirmOkCancel"]
@@ -555,7 +575,8 @@ def test_cmake_lists_name_every_file_the_module_needs():
                for s in cmake_list(text, "MODULE_PYTHON_SCRIPTS")]
     for script in scripts:
         assert (MODULE_DIR / script).is_file(), f"CMake lists a missing file: {script}"
-    library = sorted(f"L3LocatorLib/{p.name}" for p in (MODULE_DIR / "L3LocatorLib").glob("*.py"))
+    library = sorted(str(p.relative_to(MODULE_DIR)).replace("\\", "/")
+                     for p in (MODULE_DIR / "L3LocatorLib").rglob("*.py"))
     unlisted = set(library) - set(scripts)
     assert not unlisted, f"library files not installed by the extension: {sorted(unlisted)}"
     assert "L3Locator.py" in scripts and "Scripts/locate_l3.py" in scripts
@@ -588,14 +609,51 @@ def test_extension_metadata_icon_and_index_entry():
         assert key in entry
 
 
-def test_module_code_is_python39_compatible():
-    import ast
+def module_files():
+    """Every Python file the extension installs (and so Slicer may load): CMake's list."""
+    text = (MODULE_DIR / "CMakeLists.txt").read_text()
+    return [MODULE_DIR / s.replace("${MODULE_NAME}", "L3Locator")
+            for s in cmake_list(text, "MODULE_PYTHON_SCRIPTS")]
 
-    for path in (MODULE_DIR / "L3Locator.py", MODULE_DIR / "Scripts" / "locate_l3.py"):
-        source = path.read_text()
-        tree = ast.parse(source, feature_version=(3, 9))
-        assert "from __future__ import annotations" in source
-        assert not any(type(node).__name__ == "Match" for node in ast.walk(tree))
+
+def test_module_code_is_python39_compatible():
+    """Slicer 5.6 and 5.8 run Python 3.9: every file the module loads is read for 3.10+
+    grammar, run-time ``X | Y`` unions and newer standard-library names."""
+    sys.path.insert(0, str(STANDIN))
+    try:
+        from py39_check import problems
+    finally:
+        sys.path.remove(str(STANDIN))
+    files = module_files()
+    assert len(files) > 20 and MODULE_DIR / "Scripts" / "locate_l3.py" in files
+    found = [problem for path in files for problem in problems(path)]
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize("code", [
+    "match x:\n    case 1:\n        pass\n",
+    "ok = isinstance(1, int | None)\n",
+    "def f(a: int | None):\n    return a\n",  # evaluated: no __future__ import
+    "from __future__ import annotations\n@parameterNodeWrapper\nclass P:\n    a: str | None\n",
+    "pairs = list(zip([1], [2], strict=True))\n",
+    "from dataclasses import dataclass\n@dataclass(slots=True)\nclass A:\n    a: int = 0\n",
+    "import tomllib\n",
+    "import itertools\npairs = itertools.pairwise([1, 2])\n",
+    "from typing import TypeAlias\n",
+    "try:\n    pass\nexcept* ValueError:\n    pass\n",
+])
+def test_python39_check_catches_newer_python(tmp_path, code):
+    sys.path.insert(0, str(STANDIN))
+    try:
+        from py39_check import problems
+    finally:
+        sys.path.remove(str(STANDIN))
+    path = tmp_path / "newer.py"
+    path.write_text(code)
+    assert problems(path)
+    path.write_text("from __future__ import annotations\n\n\n"
+                    "def f(a: int | None = None) -> list[int] | None:\n    return [a or 0]\n")
+    assert problems(path) == []  # annotations stay strings on 3.9
 
 
 def test_module_description(slicer, mod):
@@ -629,10 +687,11 @@ def write_ct(path, shape=(40, 64, 64), spacing=(4.0, 4.0, 5.0)):
     write_volume(Volume.from_geometry(data, spacing), path)
 
 
-def test_script_usage_errors(slicer, mod, tmp_path):
+def test_script_usage_errors(slicer, mod, tmp_path, capsys):
     script = load_script()
-    assert script.main(["--", "--output", str(tmp_path / "r.csv")]) == 2  # no --input
-    assert script.main(["--input", str(tmp_path), "--output", str(tmp_path / "r.txt")]) == 2
+    assert script.run(["--", "--output", str(tmp_path / "r.csv")]) == 2  # no --input
+    assert script.run(["--input", str(tmp_path), "--output", str(tmp_path / "r.txt")]) == 2
+    assert "must end in .csv or .jsonl" in capsys.readouterr().err
 
 
 def test_script_writes_every_row_even_when_the_model_is_missing(slicer, mod, tmp_path):
@@ -744,3 +803,249 @@ def test_self_test_runs_in_the_standin(slicer, mod, request):
     if not (MODULE_DIR / "Resources" / "Models" / "default.json").is_file():
         pytest.skip("the self test uses the shipped default model, not there yet")
     mod.L3LocatorTest().runTest()
+
+
+# ----------------------------------------------------------------- Slicer as it really runs
+#
+# The batch script runs in a process of its own under Testing/slicer_standin/run_slicer.py,
+# which behaves like `Slicer --no-main-window --python-script`: Slicer's root log handler
+# is in place, an exception escaping the script is printed and the application goes on,
+# and the process ends only when the script calls slicer.util.exit. A script that does not
+# would hang a cluster job: the timeout below turns that into a test failure.
+
+HEADLESS_TIMEOUT_S = 240  # a hang detector, not a speed requirement (2 shared cores)
+
+
+def run_headless(*script_args, standin=(), env=None):
+    import os
+    import subprocess
+
+    command = [sys.executable, str(STANDIN / "run_slicer.py"), "--no-main-window",
+               "--python-script", str(MODULE_DIR / "Scripts" / "locate_l3.py"), *standin,
+               "--", *map(str, script_args)]
+    try:
+        return subprocess.run(command, capture_output=True, text=True,
+                              timeout=HEADLESS_TIMEOUT_S, env={**os.environ, **(env or {})})
+    except subprocess.TimeoutExpired as hung:
+        pytest.fail(f"the headless Slicer never exited (the script did not call "
+                    f"slicer.util.exit); stderr so far: {hung.stderr!r}")
+
+
+def last_line(text):
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def one_line_failure(proc, *phrases):
+    """The process failed, said why in one line of its own, and showed no traceback."""
+    assert proc.returncode != 0, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    said = [line for line in proc.stderr.splitlines() if line.startswith("locate_l3.py: ")]
+    assert len(said) == 1, proc.stderr
+    for phrase in phrases:
+        assert phrase in said[0], said[0]
+    return said[0]
+
+
+@pytest.fixture()
+def one_ct(tmp_path):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    write_ct(folder / "good.nrrd", shape=(20, 32, 32))
+    return folder
+
+
+@pytest.mark.parametrize("version", ["5.8", "5.12"])
+def test_headless_offline_install_exits_with_one_line(tmp_path, one_ct, version):
+    """PaddlePaddle missing, --install-dependencies, no internet: pip fails
+    (CalledProcessError in every Slicer); the batch ends with status 2 and says how to
+    install offline. On 5.12 no modal progress dialog is opened for nobody to see."""
+    proc = run_headless("--input", one_ct, "--output", tmp_path / "r.csv",
+                        "--install-dependencies",
+                        standin=("--version", version, "--pip-fails",
+                                 "--hide-distribution", "paddlepaddle",
+                                 "--hide-distribution", "paddlepaddle-gpu"))
+    assert proc.returncode == 2
+    line = one_line_failure(proc, "could not install", "Without internet access",
+                            "--find-links")
+    assert "returned non-zero exit status" not in line  # not pip's raw command line
+    assert "modal progress dialog" not in proc.stderr
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_headless_unwritable_output_exits_with_one_line(tmp_path, one_ct):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the results folder should be")
+    proc = run_headless("--input", one_ct, "--output", blocker / "r.csv")
+    assert proc.returncode == 3
+    one_line_failure(proc, "Cannot write the results file", str(blocker / "r.csv"))
+
+
+def test_headless_failed_import_exits_with_one_line(tmp_path, one_ct):
+    """A broken installation (scipy cannot be imported): status 3, one line."""
+    proc = run_headless("--input", one_ct, "--output", tmp_path / "r.csv",
+                        standin=("--block-import", "scipy"))
+    assert proc.returncode == 3
+    one_line_failure(proc, "ImportError", "scipy")
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_headless_verbose_controls_progress_lines(tmp_path, one_ct, verbose):
+    """Slicer's root logger already has a DEBUG handler (basicConfig does nothing), so
+    the script sets its own loggers' levels: progress lines only with --verbose. The
+    batch itself ends with status 1 (the model does not exist: an error row)."""
+    args = ["--input", one_ct, "--output", tmp_path / "r.csv",
+            "--model", tmp_path / "no-such-model.json"] + (["--verbose"] if verbose else [])
+    proc = run_headless(*args)
+    assert proc.returncode == 1, proc.stderr
+    assert ("[1/1]" in proc.stderr) == verbose, proc.stderr
+    rows = list(csv.DictReader((tmp_path / "r.csv").open()))
+    assert [r["status"] for r in rows] == ["error"]
+    assert "no-such-model.json" in rows[0]["message"]
+
+
+def test_headless_failed_save_scene_is_an_error_row_and_the_batch_exits(tmp_path):
+    """--save-scene into a place that cannot be written: the scan's row says so, the
+    batch goes on and ends with status 1 (real pipeline and the shipped model)."""
+    from L3LocatorLib.volume import write_volume
+
+    if not (MODULE_DIR / "Resources" / "Models" / "default.json").is_file():
+        pytest.skip("the shipped model is not there")
+    make_phantom = phantom_or_skip()
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    write_volume(make_phantom(3, preset="abdomen", spacing=(3.0, 3.0, 3.0), matrix=128)[0],
+                 folder / "abdomen.nrrd")
+    blocker = tmp_path / "scene-file"
+    blocker.write_text("not a folder")
+    proc = run_headless("--input", folder, "--output", tmp_path / "r.jsonl",
+                        "--save-scene", blocker)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    (row,) = map(json.loads, (tmp_path / "r.jsonl").read_text().splitlines())
+    assert row["status"] == "error"
+    assert "could not be saved" in row["message"] and str(blocker) in row["message"]
+
+
+# ----------------------------------------------------------------- installs from the panel
+
+
+@pytest.mark.parametrize("version", ["5.8", "5.12"])
+def test_gui_offline_install_is_explained(slicer, mod, widget, missing_paddle, version):
+    """pip fails (offline): one error dialog that says what to do, not pip's command line."""
+    import qt
+
+    slicer.reset(version=version)
+    widget = _fresh_widget(slicer, mod)
+    slicer.util.pipFailure["returncode"] = 1
+    slicer.util.confirmAnswers[:] = [True]
+    widget.ui.inputSelector.setCurrentNode(bright_volume(slicer, np.eye(4)))
+    widget.ui.locateButton.click()
+    errors = [text for kind, text, _ in slicer.util.displayed if kind == "error"]
+    ours = [text for text in errors if "L3 Locator could not install" in text]
+    assert len(ours) == 1, errors
+    assert "Without internet access" in ours[0] and "--find-links" in ours[0]
+    assert not any("returned non-zero exit status" in text for text in errors)
+    assert qt.slotExceptions == [] and qt.QApplication.overrideCursors == []
+    assert widget.ui.locateButton.enabled  # usable again after the failure
+    assert fiducial_nodes(slicer) == []
+
+
+def _fresh_widget(slicer, mod):
+    import qt
+
+    parent = slicer.qMRMLWidget()
+    parent.setLayout(qt.QVBoxLayout())
+    parent.setMRMLScene(slicer.mrmlScene)
+    w = mod.L3LocatorWidget(parent)
+    w.setup()
+    w.parent.isEntered = True
+    return w
+
+
+def test_second_click_during_install_starts_no_second_pip(slicer, mod, missing_paddle,
+                                                          fake_locate, monkeypatch):
+    """Slicer 5.6-5.10 keep the event loop turning while pip runs (logProcessOutput), so
+    the user can click Locate again: that click must not start a second installation."""
+    slicer.reset(version="5.8")
+    widget = _fresh_widget(slicer, mod)
+    clicks = []
+
+    def processEvents(*args):  # the user's second click arrives while pip runs
+        if not clicks:
+            clicks.append(widget.ui.locateButton.enabled)
+            widget.ui.locateButton.click()
+
+    monkeypatch.setattr(slicer.app, "processEvents", processEvents)
+    slicer.util.confirmAnswers[:] = [True, True]
+    widget.ui.inputSelector.setCurrentNode(bright_volume(slicer, np.eye(4)))
+    widget.ui.locateButton.click()
+    assert slicer.util.pipInstalls == [["paddlepaddle>=3.0"]]
+    assert clicks == [False]  # the button was off while installing
+    assert len(fake_locate) == 1 and widget.ui.locateButton.enabled
+
+
+@pytest.mark.parametrize("version", ["5.8", "5.12"])
+def test_no_wait_cursor_over_the_install_question(slicer, mod, missing_paddle, fake_locate,
+                                                  monkeypatch, version):
+    import qt
+
+    slicer.reset(version=version)
+    widget = _fresh_widget(slicer, mod)
+    cursors = []
+    confirm = slicer.util.confirmOkCancelDisplay
+
+    def asking(*args, **kwargs):
+        cursors.append(list(qt.QApplication.overrideCursors))
+        return confirm(*args, **kwargs)
+
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", asking)
+    slicer.util.confirmAnswers[:] = [True]
+    widget.ui.inputSelector.setCurrentNode(bright_volume(slicer, np.eye(4)))
+    widget.ui.locateButton.click()
+    assert cursors == [[]]
+    assert len(fake_locate) == 1 and qt.QApplication.overrideCursors == []
+
+
+# ----------------------------------------------------------------- the view shows the slice
+
+
+def located(volume, slice_index, height, confidence=0.9):
+    """A result on ``slice_index`` whose point is ``height`` voxels above its centre."""
+    from L3LocatorLib.result import L3Result
+
+    ijk = np.array([6.0, 5.0, slice_index + height])
+    ras = volume.ijk_to_ras_points(ijk)
+    return L3Result(status="ok", message="L3 found.", slice_index=slice_index, slice_axis=2,
+                    l3_ijk=[6, 5, slice_index], l3_ras_mm=[float(v) for v in ras],
+                    s_mm=float(ras[2]), confidence=confidence, model_name="fake",
+                    model_version="1")
+
+
+@pytest.mark.parametrize("case", ["axial", "oblique"])
+def test_jump_shows_the_reported_slice_not_a_blend(slicer, mod, monkeypatch, case):
+    """5 mm slices, the point 0.4 slice above the centre of slice 7: the red view goes
+    through the centre of slice 7 (along the volume's own slice axis when oblique), and
+    the CT is the background of every slice view."""
+    import L3LocatorLib.locate
+
+    matrix = np.diag([0.8, 0.8, 5.0, 1.0]) if case == "axial" else oblique_matrix(
+        spacing=(0.8, 0.8, 5.0))
+    node = bright_volume(slicer, matrix, shape=(14, 12, 12))
+    volume = mod.L3LocatorLogic.volumeFromNode(node)
+    result = located(volume, 7, 0.4)
+    monkeypatch.setattr(L3LocatorLib.locate, "locate", lambda *a, **k: result)
+    mod.L3LocatorLogic().locate(node)
+    centre = volume.ijk_to_ras_points(np.array([6.0, 5.0, 7.0]))
+    assert red_plane_distance(slicer, centre) == pytest.approx(0.0, abs=1e-6)
+    normal, _ = red_plane(slicer)
+    k_axis = matrix[:3, 2] / np.linalg.norm(matrix[:3, 2])
+    assert abs(float(np.dot(normal, k_axis))) == pytest.approx(1.0, abs=1e-6)
+    scene = slicer.mrmlScene
+    composites = [scene.GetNthNodeByClass(i, "vtkMRMLSliceCompositeNode")
+                  for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode"))]
+    assert len(composites) == 3
+    assert all(c.GetBackgroundVolumeID() == node.GetID() for c in composites)
+    # the point itself stays where the network put it
+    (pointList,) = fiducial_nodes(slicer)
+    assert np.allclose(point_world(pointList), result.l3_ras_mm)

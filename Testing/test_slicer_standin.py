@@ -198,3 +198,101 @@ def test_every_listed_slicer_call_exists_in_the_standin(slicer):
         except (AttributeError, ImportError):
             missing.append(call)
     assert not missing, f"listed in SLICER_CALLS.md but not in the stand-in: {missing}"
+
+
+# ----------------------------------------------------------------- no friendlier than Slicer
+
+
+@pytest.mark.parametrize("version", ["5.6", "5.8", "5.10", "5.12"])
+def test_failed_pip_raises_called_process_error_in_every_version(slicer, version):
+    import subprocess
+
+    slicer.reset(version=version)
+    slicer.util.pipFailure["returncode"] = 1
+    with pytest.raises(subprocess.CalledProcessError):
+        slicer.util.pip_install(["paddlepaddle>=3.0"])
+    if version == "5.12":
+        import slicer.packaging
+
+        with pytest.raises(subprocess.CalledProcessError):
+            slicer.packaging.pip_install(["paddlepaddle>=3.0"], show_progress=False)
+    slicer.util.pipFailure["returncode"] = 0
+    slicer.util.pip_install(["paddlepaddle>=3.0"])  # "works": recorded, nothing installed
+    assert slicer.util.pipInstalls[-1] == ["paddlepaddle>=3.0"]
+
+
+@pytest.mark.parametrize("version", ["5.6", "5.8", "5.10"])
+def test_no_packaging_module_before_5_12(slicer, version):
+    slicer.reset(version=version)
+    with pytest.raises(ImportError):
+        import slicer.packaging  # noqa: F401
+    with pytest.raises(TypeError):  # 5.6-5.10's pip_install takes the requirements only
+        slicer.util.pip_install(["x"], show_progress=False)
+    slicer.reset(version="5.12")
+    import slicer.packaging
+
+    assert hasattr(slicer.packaging, "pip_ensure")
+
+
+def test_5_12_pip_install_opens_a_modal_dialog_unless_told_not_to(slicer):
+    import slicer.packaging
+
+    slicer.packaging.pip_install(["x"])
+    assert [kind for kind, _, _ in slicer.util.displayed] == ["progressDialog"]
+    slicer.util.displayed.clear()
+    slicer.packaging.pip_install(["x"], show_progress=False)
+    assert slicer.util.displayed == []
+
+
+def test_exit_is_slicers_and_does_not_end_the_process(slicer):
+    """slicer.util.exit is Slicer's own code: it clears runPythonAndExit and asks the
+    application to exit; the Python code that called it goes on."""
+    assert "exit" not in slicer.util.STANDIN_OVERRIDES
+    slicer.app.commandOptions().runPythonAndExit = True
+    slicer.util.exit(7)
+    assert slicer.app.exitCode == 7
+    assert slicer.app.commandOptions().runPythonAndExit is False
+
+
+def test_headless_standin_exits_only_through_slicer_util_exit(tmp_path):
+    """run_slicer.py ends with the status given to slicer.util.exit; a script that
+    raises or just returns leaves it running, as Slicer --python-script does."""
+    import subprocess
+
+    def run(body, timeout):
+        script = tmp_path / "script.py"
+        script.write_text(body)
+        return subprocess.run([sys.executable, str(STANDIN / "run_slicer.py"),
+                               "--no-main-window", "--python-script", str(script)],
+                              capture_output=True, text=True, timeout=timeout)
+
+    done = run("import slicer\nprint('ran')\nslicer.util.exit(5)\nprint('still running')\n",
+               timeout=240)
+    assert done.returncode == 5 and done.stdout.splitlines() == ["ran", "still running"]
+    for body in ("raise RuntimeError('offline')\n", "print('forgot to exit')\n"):
+        with pytest.raises(subprocess.TimeoutExpired):
+            run(body, timeout=20)
+
+
+def test_path_line_edit_binds_only_to_pathlib_parameters(slicer):
+    """Slicer's GUI connector for ctkPathLineEdit represents pathlib types, not str."""
+    import pathlib
+
+    import ctk
+    import qt
+    from slicer.parameterNodeWrapper import parameterNodeWrapper
+
+    def wrapped(kind):
+        return parameterNodeWrapper(type("P", (), {"__annotations__": {"path": kind}}))
+
+    gui = qt.QWidget()
+    edit = ctk.ctkPathLineEdit(gui)
+    edit.setProperty("SlicerParameterName", "path")
+    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
+    with pytest.raises(RuntimeError, match="Unable to create GUI connector"):
+        wrapped(str)(node).connectGui(gui)
+    other = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
+    p = wrapped(pathlib.Path)(other)
+    p.connectGui(gui)
+    edit.currentPath = "/tmp/model.json"
+    assert p.path == pathlib.Path("/tmp/model.json")

@@ -3,7 +3,7 @@
     Slicer --no-main-window --python-script L3Locator/Scripts/locate_l3.py -- \\
         --input DIR_OR_FILES [...] --output results.csv [--qa-dir DIR] [--save-scene DIR] \\
         [--model JSON] [--device auto|cpu|gpu] [--views both|frontal|sagittal] [--resume] \\
-        [--install-dependencies]
+        [--install-dependencies] [--verbose]
 
 Each scan (NIfTI, NRRD, MHA file or DICOM series folder) is loaded with Slicer's volume
 reader, searched by the module's logic (``L3LocatorLogic.locate``), and written as one
@@ -12,23 +12,44 @@ code (``L3LocatorLib.report``). A scan that cannot be read or searched gets an
 ``error`` row and the batch goes on. ``--save-scene DIR`` writes each volume with its
 L3 point (``<name>.nrrd`` + ``<name>_L3.mrk.json``).
 
+Slicer started with ``--python-script`` keeps running after the script unless the script
+calls ``slicer.util.exit`` (without a main window, forever), so this script ALWAYS ends
+through ``slicer.util.exit(status)``, whatever goes wrong, after one line on the error
+stream saying what went wrong.
+
 Exit status (as ``l3locator``): 0 when no scan errored, 1 when any did, 2 on bad usage
-or missing Python packages.
+or missing Python packages, 3 when the batch had to stop (results file not writable,
+an unexpected error outside a single scan).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-MODULE_DIR = Path(__file__).resolve().parent.parent
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
+#: Loggers whose level --verbose sets (Slicer's root logger already has a DEBUG handler,
+#: so ``logging.basicConfig`` does nothing there: the levels are set on ours instead).
+LOGGER_NAMES = ("l3locator", "L3Locator", "L3LocatorLib")
 log = logging.getLogger("l3locator.slicer")
+
+
+class BatchStopped(Exception):
+    """The batch cannot go on; the message says why and what to do; ``status`` is the
+    exit status."""
+
+    def __init__(self, message: str, status: int = EXIT_STOPPED) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _moduleDir() -> Path:
+    # ``__file__`` is set by Slicer's executeFile and by Python's import
+    return Path(__file__).resolve().parent.parent
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,19 +82,35 @@ def _scriptArgs(argv: Optional[Sequence[str]]) -> list[str]:
     return args
 
 
+def configureLogging(verbose: bool) -> None:
+    """INFO (progress) from our loggers with ``--verbose``, else warnings and errors only.
+
+    Inside Slicer the root logger already has Slicer's handler (at DEBUG), so the level
+    must be set on our own loggers; in plain Python (tests) a handler is added.
+    """
+    level = logging.INFO if verbose else logging.WARNING
+    for name in LOGGER_NAMES:
+        logging.getLogger(name).setLevel(level)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the batch; returns the exit status. Raises ``BatchStopped`` (and, on bugs,
+    anything else) when the batch cannot go on: ``run`` turns that into a status."""
     parser = _parser()
     try:
         args = parser.parse_args(_scriptArgs(argv))
-    except SystemExit as stop:  # argparse: usage error or --help
+    except SystemExit as stop:  # argparse: usage error (already printed) or --help
         return EXIT_USAGE if stop.code else EXIT_OK
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    configureLogging(args.verbose)
     if args.output.suffix.lower() not in (".csv", ".jsonl"):
-        print("--output must end in .csv or .jsonl", file=sys.stderr)
-        return EXIT_USAGE
-    if str(MODULE_DIR) not in sys.path:
-        sys.path.insert(0, str(MODULE_DIR))
+        raise BatchStopped(f"--output must end in .csv or .jsonl, not {args.output.name}.",
+                           EXIT_USAGE)
+    checkWritable(args.output)
+    moduleDir = str(_moduleDir())
+    if moduleDir not in sys.path:
+        sys.path.insert(0, moduleDir)
 
     from L3Locator import L3LocatorLogic
     from L3LocatorLib.errors import L3LocatorError
@@ -83,8 +120,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         logic.ensureDependencies(interactive=False, install=args.install_dependencies)
     except L3LocatorError as error:
-        print(str(error), file=sys.stderr)
-        return EXIT_USAGE
+        raise BatchStopped(str(error), EXIT_USAGE) from None
 
     writer = RowWriter(args.output, resume=args.resume)
     inputs = [p for p in find_inputs(args.input) if str(p) not in writer.done]
@@ -105,9 +141,54 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log.info("[%d/%d] %s", number, len(inputs), path)
         row = locateOne(logic, path, model, modelError, args)
         anyError |= row["status"] == "error"
-        writer.write(row)
+        try:
+            writer.write(row)
+        except OSError as error:
+            raise BatchStopped(
+                f"Could not write the results file {args.output}: {_osReason(error)}. "
+                f"{number - 1} scan(s) were written before it failed; free some space or "
+                "choose another place, then run again with --resume.") from None
         print(f"{path}: {row['status']} {row.get('message') or ''}".rstrip(), flush=True)
     return EXIT_SOME_FAILED if anyError else EXIT_OK
+
+
+def run(argv: Optional[Sequence[str]] = None) -> int:
+    """``main`` that never raises: whatever goes wrong becomes an exit status and one
+    line on the error stream saying what went wrong (details with --verbose)."""
+    try:
+        return main(argv)
+    except BatchStopped as stop:
+        _say(str(stop))
+        return stop.status
+    except KeyboardInterrupt:
+        _say("Interrupted. Run again with --resume to continue where it stopped.")
+        return EXIT_STOPPED
+    except SystemExit as stop:  # a library calling sys.exit must not take Slicer down
+        code = stop.code if isinstance(stop.code, int) else EXIT_STOPPED
+        _say(f"Stopped (exit status {code}).")
+        return code or EXIT_STOPPED
+    except BaseException as error:  # a bug: one line for the user, the trace for the log
+        log.debug("Unexpected error", exc_info=True)
+        _say(f"Unexpected internal error; the batch stopped ({type(error).__name__}: "
+             f"{_firstLine(error)}). This is a bug in L3 Locator; please report it. "
+             "Run again with --verbose for details.")
+        return EXIT_STOPPED
+
+
+def checkWritable(output: Path) -> None:
+    """Fail before any work when the results file cannot be written."""
+    import tempfile
+
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output.parent, prefix=".l3locator-", delete=True):
+            pass
+        if output.exists() and not output.is_file():
+            raise IsADirectoryError(21, "it is a folder", str(output))
+    except OSError as error:
+        raise BatchStopped(
+            f"Cannot write the results file {output}: {_osReason(error)}. Choose a folder "
+            "you can write to.") from None
 
 
 def locateOne(logic, path: Path, model, modelError, args) -> dict:
@@ -142,9 +223,17 @@ def locateOne(logic, path: Path, model, modelError, args) -> dict:
                 qaPng = str(save_qa_png(result, args.qa_dir / f"{stem}_l3.png", title=path.name))
             except OSError as error:
                 log.warning("Could not write the QA picture for %s: %s", path, error)
+        row = result_row(str(path), result, qa_png=qaPng)
         if args.save_scene is not None:
-            saveResult(volumeNode, logic.lastPointListNode, args.save_scene, stem)
-        return result_row(str(path), result, qa_png=qaPng)
+            try:
+                saveResult(volumeNode, logic.lastPointListNode, args.save_scene, stem)
+            except OSError as error:  # the answer stands; the row says what is missing
+                row["status"] = "error"
+                row["message"] = " ".join(filter(None, (
+                    row.get("message"),
+                    f"The volume and its L3 point could not be saved in {args.save_scene}: "
+                    f"{_osReason(error)}. Choose a folder you can write to.")))
+        return row
     finally:
         for index in reversed(range(slicer.mrmlScene.GetNumberOfNodes())):
             node = slicer.mrmlScene.GetNthNode(index)
@@ -184,13 +273,33 @@ def loadScan(path: Path):
 
 
 def saveResult(volumeNode, pointListNode, folder: Path, stem: str) -> None:
+    """Write the volume (NRRD) and its point list (.mrk.json); ``OSError`` when not written."""
     import slicer
 
     folder.mkdir(parents=True, exist_ok=True)
-    if not slicer.util.saveNode(volumeNode, str(folder / f"{stem}.nrrd")):
-        log.warning("Could not save %s", folder / f"{stem}.nrrd")
+    targets = [(volumeNode, folder / f"{stem}.nrrd")]
     if pointListNode is not None:
-        slicer.util.saveNode(pointListNode, str(folder / f"{stem}_L3.mrk.json"))
+        targets.append((pointListNode, folder / f"{stem}_L3.mrk.json"))
+    for node, target in targets:
+        if not slicer.util.saveNode(node, str(target)):
+            raise OSError(5, "Slicer could not write the file", str(target))
+
+
+def exitSlicer(status: int) -> None:
+    """End the application with ``status``. Outside Slicer (plain Python) exit normally."""
+    try:
+        import slicer
+
+        exitApplication = slicer.util.exit
+    except (ImportError, AttributeError):
+        sys.exit(status)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    exitApplication(status)
+
+
+def _say(message: str) -> None:
+    print(f"locate_l3.py: {message}", file=sys.stderr, flush=True)
 
 
 def _isUserError(error: BaseException) -> bool:
@@ -199,15 +308,14 @@ def _isUserError(error: BaseException) -> bool:
     return isinstance(error, L3LocatorError)
 
 
+def _osReason(error: OSError) -> str:
+    return error.strerror or _firstLine(error)
+
+
 def _firstLine(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0] if lines else type(error).__name__
 
 
 if __name__ == "__main__":
-    status = main()
-    if os.environ.get("L3LOCATOR_NO_SLICER_EXIT"):
-        sys.exit(status)
-    import slicer
-
-    slicer.util.exit(status)
+    exitSlicer(run())

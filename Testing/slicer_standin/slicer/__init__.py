@@ -46,9 +46,12 @@ util = _standin.load_util()
 sys.modules[__name__ + ".util"] = util
 
 
-def reset(testing: bool = False):
-    """Fresh scene, logics and recorded displays. Returns the new scene."""
+def reset(testing: bool = False, version: str = _standin.DEFAULT_VERSION):
+    """Fresh scene, logics and recorded displays; ``version`` ("5.6" ... "5.12") picks
+    the Slicer whose Python API differences to imitate. Returns the new scene."""
     global mrmlScene
+    if version not in _standin.VERSIONS:
+        raise ValueError(f"the stand-in imitates Slicer {_standin.VERSIONS}, not {version}")
     scene = _core.vtkMRMLScene()
     appLogic = _core.vtkSlicerApplicationLogic()
     appLogic.SetMRMLScene(scene)  # adds the selection and interaction singletons
@@ -61,6 +64,12 @@ def reset(testing: bool = False):
         sliceNode.SetDefaultOrientation(orientation)
         sliceNode.SetOrientation(orientation)
         scene.AddNode(sliceNode)
+        # what each slice view shows (background/foreground/label volumes)
+        composite = scene.CreateNodeByClass("vtkMRMLSliceCompositeNode")
+        composite.UnRegister(None)
+        composite.SetLayoutName(name)
+        composite.SetSingletonTag(name)
+        scene.AddNode(composite)
     markupsLogic = _core.vtkSlicerMarkupsLogic()
     markupsLogic.SetMRMLScene(scene)
     markupsLogic.SetMRMLApplicationLogic(appLogic)
@@ -68,12 +77,16 @@ def reset(testing: bool = False):
     volumesLogic.SetMRMLScene(scene)
     volumesLogic.SetMRMLApplicationLogic(appLogic)
     mrmlScene = scene
-    app._reset(scene, appLogic, testing)
+    app._reset(scene, appLogic, testing, version)
+    # slicer.packaging exists from 5.12 only: forget an import made under another version
+    sys.modules.pop(__name__ + ".packaging", None)
+    globals().pop("packaging", None)
     modules.__dict__.clear()
     modules.markups = _standin.Module("Markups", markupsLogic)
     modules.volumes = _standin.Module("Volumes", volumesLogic)
     util.displayed.clear()
     util.pipInstalls.clear()
+    util.pipFailure["returncode"] = 0
     import qt
 
     qt.slotExceptions.clear()

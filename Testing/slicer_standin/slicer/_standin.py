@@ -6,9 +6,35 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import subprocess
+import sys
 import tempfile
 import types
 from pathlib import Path
+
+#: Slicer versions the stand-in imitates where they differ for this module:
+#: 5.6-5.10 have no ``slicer.packaging`` and ``slicer.util.pip_install`` runs pip through
+#: ``logProcessOutput``; 5.12 adds ``slicer.packaging`` (``pip_ensure``, ``pip_install``
+#: with a modal progress dialog by default) and ``slicer.util.pip_install`` delegates there.
+VERSIONS = ("5.6", "5.8", "5.10", "5.12")
+DEFAULT_VERSION = "5.12"
+
+
+class CommandOptions:
+    """The part of qSlicerCommandOptions a script sees. ``runPythonAndExit`` is False for
+    ``--python-script`` (only ``--testing``, ``-c`` or a script given as the first bare
+    argument set it): such a Slicer keeps running after the script unless it calls
+    ``slicer.util.exit`` (Base/QTCore/qSlicerCoreApplication.cxx)."""
+
+    def __init__(self):
+        self.runPythonAndExit = False
+        self.noMainWindow = True
+        self.pythonScript = ""
+
+    def isTestingEnabled(self):
+        import slicer
+
+        return slicer.app.testingEnabled()
 
 
 class App:
@@ -25,12 +51,20 @@ class App:
         self._appLogic = None
         self.connections = []
         self.exitCode = None
+        self._commandOptions = CommandOptions()
+        self.version = DEFAULT_VERSION
 
-    def _reset(self, scene, appLogic, testing):
+    def _reset(self, scene, appLogic, testing, version):
         self._scene = scene
         self._appLogic = appLogic
         self._testing = testing
         self.exitCode = None
+        self._commandOptions = CommandOptions()
+        self.version = version
+        self.majorVersion, self.minorVersion = (int(v) for v in version.split("."))
+
+    def commandOptions(self):
+        return self._commandOptions
 
     def setTestingEnabled(self, enabled=True):
         self._testing = bool(enabled)
@@ -73,7 +107,13 @@ class App:
         return qt.QSettings()
 
     def exit(self, status=0):
+        """QCoreApplication::exit: asks the event loop to end with ``status``; the Python
+        code that called it goes on running (``run_slicer.py`` ends the process after the
+        script returns, as Slicer's event loop would)."""
         self.exitCode = status
+
+    def layoutManager(self):
+        return None  # no main window
 
 
 class Module:
@@ -109,6 +149,7 @@ def load_util():
         setattr(util, name, value)
     util.displayed = DISPLAYED
     util.pipInstalls = PIP_INSTALLS
+    util.pipFailure = PIP_FAILURE
     util.confirmAnswers = CONFIRM_ANSWERS
     util.STANDIN_OVERRIDES = sorted(_OVERRIDES)
     return util
@@ -122,6 +163,9 @@ DISPLAYED: list = []
 CONFIRM_ANSWERS: list = []
 #: requirement lists passed to pip_install (nothing is ever installed)
 PIP_INSTALLS: list = []
+#: ``PIP_FAILURE["returncode"]``: when set, pip "runs" and exits with it, as pip does
+#: offline (every Slicer version then raises ``subprocess.CalledProcessError``)
+PIP_FAILURE: dict = {"returncode": 0}
 
 
 def _display(kind, level):
@@ -160,9 +204,38 @@ def messageBox(text, parent=None, **kwargs):
     DISPLAYED.append(("messageBox", str(text), kwargs.get("windowTitle")))
 
 
+def run_pip(requirements):
+    """What ``python -m pip install ...`` would do here: record; fail when told to, the
+    way Slicer's ``logProcessOutput`` reports it (``CalledProcessError`` with pip's
+    command line). Nothing is ever installed."""
+    if isinstance(requirements, str):
+        requirements = requirements.split()
+    import slicer
+
+    command = [sys.executable, "-m", "pip", "install", *requirements]
+    PIP_INSTALLS.append(list(requirements))
+    slicer.app.processEvents()  # logProcessOutput does, per line of pip's output
+    returncode = PIP_FAILURE.get("returncode") or 0
+    if returncode:
+        print("ERROR: Could not find a version that satisfies the requirement "
+              f"{requirements[0]} (from versions: none)", flush=True)
+        raise subprocess.CalledProcessError(returncode, command)
+    logging.info("stand-in pip install (nothing installed): %s", requirements)
+
+
 def pip_install(requirements, **kwargs):
-    PIP_INSTALLS.append(requirements)
-    logging.info("stand-in pip_install (nothing installed): %s", requirements)
+    """``slicer.util.pip_install``: 5.6-5.10 run pip themselves (``_executePythonModule`` ->
+    ``logProcessOutput``); 5.12 delegates to ``slicer.packaging.pip_install``."""
+    import slicer
+
+    if slicer.app.minorVersion >= 12:
+        from slicer.packaging import pip_install as packagingPipInstall
+
+        return packagingPipInstall(requirements, **kwargs)
+    if kwargs:
+        raise TypeError(f"pip_install() got unexpected keyword arguments {sorted(kwargs)} "
+                        f"(Slicer {slicer.app.version})")
+    return run_pip(requirements)
 
 
 # ------------------------------------------------------------------ data I/O

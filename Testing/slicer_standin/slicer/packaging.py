@@ -1,13 +1,26 @@
-"""Stand-in for ``slicer.packaging`` (Slicer 5.10+): checks are real, installs are recorded.
+"""Stand-in for ``slicer.packaging`` (Slicer 5.12+, ``Base/Python/slicer/packaging.py``).
 
-Tests emulate an older Slicer (no ``pip_ensure``) by hiding this module.
+Same signatures and the same flow as Slicer's: ``pip_ensure`` checks, skips in testing
+mode, asks (``RuntimeError`` when declined), then calls ``pip_install``, which by default
+shows a MODAL progress dialog (recorded here as a ``progressDialog`` display, also without
+a main window, as Slicer does); a failed install shows "Package installation failed." and
+raises ``subprocess.CalledProcessError``. Nothing is ever installed (``_standin.run_pip``).
+
+On the stand-in's 5.6-5.10 versions this module cannot be imported, as in those Slicers.
 """
 
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 
 import slicer
+
+from . import _standin
+
+if slicer.app.minorVersion < 12:
+    raise ImportError(f"slicer.packaging does not exist in Slicer {slicer.app.version}")
 
 #: what pip_ensure was asked for: (requirement strings, requester)
 ENSURED: list = []
@@ -39,8 +52,27 @@ def load_requirements(path):
                 if line.strip() and not line.strip().startswith(("#", "-"))]
 
 
-def pip_install(requirements, **kwargs):
-    slicer.util.pip_install(requirements)
+def pip_install(requirements, constraints=None, no_deps_requirements=None, skip_packages=None,
+                blocking=True, show_progress=True, requester=None, parent=None,
+                logCallback=None, completedCallback=None):
+    """Slicer 5.12's: modal progress dialog when ``show_progress`` and ``blocking`` (not in
+    testing mode); on failure an error dialog, then ``CalledProcessError``."""
+    dialog = show_progress and blocking and not slicer.app.testingEnabled()
+    if dialog:
+        _standin.DISPLAYED.append(("progressDialog", f"Installing {requirements}", requester))
+        # visible from a separate process too (run_slicer.py): Slicer opens it even
+        # without a main window, and a batch then waits on a dialog nobody sees
+        print(f"[stand-in] modal progress dialog: installing {requirements}", file=sys.stderr,
+              flush=True)
+    try:
+        _standin.run_pip(requirements)
+    except subprocess.CalledProcessError as error:
+        if dialog:
+            slicer.util.errorDisplay("Package installation failed.",
+                                     windowTitle=f"{requester} - Installation Failed"
+                                     if requester else "Installation Failed")
+        raise subprocess.CalledProcessError(error.returncode, "pip install") from None
+    return None
 
 
 def pip_ensure(requirements, constraints=None, skip_packages=None, prompt_install=True,
@@ -59,5 +91,5 @@ def pip_ensure(requirements, constraints=None, skip_packages=None, prompt_instal
             "Python packages need to be installed:\n" + "\n".join(missing),
             f"{requester} - Install Python Packages" if requester else None):
         raise RuntimeError("User declined package installation")
-    slicer.util.pip_install(missing)
-    return None
+    return pip_install(missing, constraints=constraints, skip_packages=skip_packages,
+                       blocking=True, show_progress=show_progress, requester=requester)

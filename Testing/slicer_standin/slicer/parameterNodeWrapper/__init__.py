@@ -112,6 +112,10 @@ class _Parameter:
         return self.type(text)
 
 
+_PATH_TYPES = (pathlib.Path, pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePath,
+               pathlib.PurePosixPath, pathlib.PureWindowsPath)
+
+
 def _connectors(widget, parameter):
     """(read, write, signal) for the fake/real widget types the module uses."""
     import ctk
@@ -134,7 +138,9 @@ def _connectors(widget, parameter):
             widget.currentIndex = list(choice.choices).index(v)
 
         return (lambda: choice.choices[widget.currentIndex]), write, widget.currentIndexChanged
-    if isinstance(widget, ctk.ctkPathLineEdit):
+    if isinstance(widget, ctk.ctkPathLineEdit) and parameter.type in _PATH_TYPES:
+        # Slicer's ctkPathLineEditToPathWrapper represents pathlib paths only, not str
+        # (Base/Python/slicer/parameterNodeWrapper/guiConnectors.py)
         return ((lambda: parameter.type(widget.currentPath)),
                 (lambda v: setattr(widget, "currentPath", str(v))), widget.currentPathChanged)
     if isinstance(widget, qt.QLineEdit):
