@@ -30,8 +30,9 @@ sweep counts the wrong answers that were not flagged for review
 
 Columns: status and confidence; S of the reported slice and its distance to the L3
 centroid (mm); the reported point's right-left and anterior-posterior distance to
-the L3 centroid (dR, dA, mm; only for cuts that keep all of L3, whose centroid is
-then the true body centre); "flag" when the answer asks for review; the verdict.
+the centre of the L3 vertebral body (dR, dA, mm; body centres from the masks, see
+``body_centres.py``; only where all of L3 is in the scan); "flag" when the answer
+asks for review, "mid" when the point fell back to the spine's midline; the verdict.
 Then, per patient, every level the model predicts against the labelled centroids
 (S, mm; levels partly outside the scan are marked "edge"). The last line is one
 JSON object with everything.
@@ -42,11 +43,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
+from body_centres import body_centres_for
 
 from L3LocatorLib.errors import L3LocatorError
 from L3LocatorLib.locate import locate
@@ -84,6 +86,8 @@ class Patient:
     key: str
     volume: Volume
     vertebrae: dict
+    #: level -> centre of the vertebral body (RAS mm, from the masks; ``body_centres``)
+    body_centres: dict = field(default_factory=dict)
 
     @property
     def s_range(self) -> tuple[float, float]:
@@ -244,22 +248,25 @@ def run_case(name: str, volume: Volume, patient: Patient, expected: Optional[boo
         print(f"{name:28s} error: {error}")
         return {"case": name, "status": "error", "correct": False, "l3_expected": expected}
     centroid = np.asarray(patient.vertebrae["L3"]["centroid_ras_mm"])
+    body = patient.body_centres.get("L3")
     problem = judge(result, patient, expected)
     row = {"case": name, "status": result.status, "confidence": round(result.confidence, 3),
            "l3_expected": expected, "inside_l3": inside_l3(result, patient),
            "flagged": result.needs_review, "problem": problem, "correct": problem is None,
-           "s_mm": result.s_mm, "error_mm": None, "d_r_mm": None, "d_a_mm": None}
+           "s_mm": result.s_mm, "error_mm": None, "d_r_mm": None, "d_a_mm": None,
+           "point_in_body": result.point_in_body}
     s_text = err_text = dr_text = da_text = "      -"
     if result.found:
         row["error_mm"] = abs(result.s_mm - centroid[2])
         s_text, err_text = f"{result.s_mm:7.1f}", f"{row['error_mm']:7.1f}"
-        if patient.fully_in_view("L3") and row["inside_l3"]:
-            row["d_r_mm"] = result.l3_ras_mm[0] - centroid[0]
-            row["d_a_mm"] = result.l3_ras_mm[1] - centroid[1]
+        if body is not None and row["inside_l3"]:
+            row["d_r_mm"] = result.l3_ras_mm[0] - body[0]
+            row["d_a_mm"] = result.l3_ras_mm[1] - body[1]
             dr_text, da_text = f"{row['d_r_mm']:+7.1f}", f"{row['d_a_mm']:+7.1f}"
     expect = {True: "L3", False: "none", None: "part"}[expected]
     verdict = "ok" if problem is None else f"WRONG ({problem})"
-    flag = "flag" if result.needs_review else ""
+    flag = ("flag" if result.needs_review else "") + ("" if result.point_in_body in (None, True)
+                                                       else " mid")
     print(f"{name:28s} {expect:5s} {result.status:10s} {result.confidence:5.2f} {s_text} "
           f"{err_text} {dr_text} {da_text} {flag:4s}  {verdict}")
     if qa_dir:
@@ -359,7 +366,8 @@ def load_patient(key: str, data: Path) -> Optional[Patient]:
     if not scan.exists():
         return None
     truth = json.loads((data / "truth.json").read_text())[scan.name]["vertebrae"]
-    return Patient(key, read_volume(scan), truth)
+    volume = read_volume(scan)
+    return Patient(key, volume, truth, body_centres_for(key, volume, truth, data))
 
 
 def main() -> int:

@@ -139,8 +139,13 @@ def _place_point(result: L3Result, volume: Volume, projections: Projections,
                  row: float) -> None:
     """Put the L3 point in the vertebral body and report its voxel and slice."""
     geometry = projections.geometry
-    point = vertebral_body_point(volume, projections, row)
+    body = vertebral_body_point(volume, projections, row)
+    point = body.ras
     ijk = geometry.nearest_voxel(point)
+    result.point_in_body = body.in_body
+    result.point_note = body.note
+    if body.note:
+        result.message = f"{result.message} {body.note}"
     result.l3_ras_mm = [float(v) for v in point]
     result.l3_ijk = list(ijk)
     result.slice_axis = geometry.slice_axis

@@ -62,6 +62,11 @@ class L3Result:
     #: Plain-words reasons to have a person check the level (``review.review_reasons``);
     #: empty when the answer needs no check.
     review: list[str] = field(default_factory=list)
+    #: True when ``l3_ras_mm`` is the centroid of the outlined vertebral body; False when
+    #: the body could not be outlined and the point lies on the spine's midline instead
+    #: (``point_note`` says so in plain words); None when L3 was not found.
+    point_in_body: Optional[bool] = None
+    point_note: Optional[str] = None
     model_name: str = ""
     model_version: str = ""
     timings_s: dict[str, float] = field(default_factory=dict)
@@ -96,6 +101,8 @@ class L3Result:
             },
             "levels_s_mm": dict(self.levels_s_mm),
             "atypical_anatomy": self.atypical_anatomy,
+            "point_in_body": self.point_in_body,
+            "point_note": self.point_note,
             "model_name": self.model_name,
             "model_version": self.model_version,
             "timings_s": dict(self.timings_s),
