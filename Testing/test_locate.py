@@ -1,4 +1,8 @@
-"""``locate`` end to end on phantoms with known truth, with the tiny model trained in conftest."""
+"""``locate`` end to end on phantoms with known truth, with the shipped model.
+
+These tests assert what the model we ship does (its answers are fixed by its weights, the
+same on every machine); what training guarantees is tested in ``test_training.py``.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,14 @@ import pytest
 
 from L3LocatorLib.errors import InputError
 from L3LocatorLib.locate import locate
+from L3LocatorLib.network import default_model_path, read_metadata
 from L3LocatorLib.phantoms import make_phantom
 from L3LocatorLib.qa import qa_picture
 from L3LocatorLib.volume import Volume, read_volume
 
-#: The tiny test model is trained for a minute: most answers must land on L3, none far off.
-TOLERANCE_MM = 20.0
+#: The shipped model lands within a few mm of the landmark on held-out phantoms (model card:
+#: median 0.3 mm, max 2.5 mm on 217 of them); an L3 body is about 30 mm tall.
+TOLERANCE_MM = 10.0
 HELD_OUT = [(777, "abdomen_pelvis"), (778, "abdomen"), (779, "chest_abdomen_pelvis"),
             (780, "abdomen_pelvis"), (781, "abdomen"), (782, "lumbar_only")]
 
@@ -23,13 +29,13 @@ def held_out():
     return make_phantom(777, preset="abdomen_pelvis", spacing=(1.5, 1.5, 2.0), matrix=256)
 
 
-def test_finds_l3_within_tolerance(tiny_model_json):
-    """On six phantoms the test model never saw: at least four found within 20 mm of the
-    truth, the point at the vertebral body, and voxel index and slice in agreement."""
+def test_finds_l3_within_tolerance():
+    """On six phantoms the model never saw: every one found within 10 mm of the truth, the
+    point at the vertebral body, and voxel index and slice in agreement."""
     within = 0
     for seed, preset in HELD_OUT:
         volume, truth = make_phantom(seed, preset=preset, spacing=(1.5, 1.5, 2.0), matrix=256)
-        result = locate(volume, model=tiny_model_json)
+        result = locate(volume)
         if result.status != "ok":
             continue
         if abs(result.s_mm - truth.l3_landmark_ras[2]) >= TOLERANCE_MM:
@@ -44,14 +50,14 @@ def test_finds_l3_within_tolerance(tiny_model_json):
                            atol=0.5 * volume.spacing.max() + 1e-6)
         assert set(result.views) == {"fused", "frontal", "sagittal"}
         assert {"validate", "project", "network", "decode"} <= set(result.timings_s)
-    assert within >= 4, f"only {within} of {len(HELD_OUT)} held-out phantoms found within tolerance"
+    assert within == len(HELD_OUT), f"only {within} of {len(HELD_OUT)} found within tolerance"
 
 
-def test_file_and_memory_give_the_same_answer(phantom_files, tiny_model_json):
+def test_file_and_memory_give_the_same_answer(phantom_files):
     path, truth = phantom_files["with_l3"]
     volume = read_volume(path)
-    from_file = locate(volume, model=tiny_model_json)
-    again = locate(volume, model=tiny_model_json)
+    from_file = locate(volume)
+    again = locate(volume)
     assert from_file.to_dict() | {"timings_s": None} == again.to_dict() | {"timings_s": None}
 
 
@@ -75,15 +81,15 @@ def restore(volume: Volume, axes: tuple[int, int, int], flips: tuple[bool, ...])
     [((0, 1, 2), (True, True, True)), ((2, 1, 0), (False, True, False)),
      ((1, 0, 2), (True, False, True))],
 )
-def test_answer_does_not_depend_on_storage_order(held_out, tiny_model_json, axes, flips):
+def test_answer_does_not_depend_on_storage_order(held_out, axes, flips):
     """The same anatomy stored with other axis orders and flips gives the same RAS point."""
     volume, _ = held_out
     restored = restore(volume, axes, flips)
     old_ijk = np.array([3.0, 5.0, 7.0])
     new_ijk = np.round(restored.ras_to_ijk_points(volume.ijk_to_ras_points(old_ijk))).astype(int)
     assert restored.array[new_ijk[2], new_ijk[1], new_ijk[0]] == volume.array[7, 5, 3]
-    reference = locate(volume, model=tiny_model_json)
-    result = locate(restored, model=tiny_model_json)
+    reference = locate(volume)
+    result = locate(restored)
     assert result.status == reference.status
     if reference.found:
         assert np.allclose(result.l3_ras_mm, reference.l3_ras_mm, atol=1.0)
@@ -93,29 +99,28 @@ def test_answer_does_not_depend_on_storage_order(held_out, tiny_model_json, axes
     assert result.confidence == pytest.approx(reference.confidence, abs=1e-3)
 
 
-def test_chest_scan_is_not_found(phantom_files, tiny_model_json):
-    """A chest-only scan: not_found when the model's confidence is under its threshold,
-    and never a point outside the scan."""
+def test_chest_scan_is_not_found(phantom_files):
+    """A chest-only scan: not_found (the confidence under the model's threshold), and no
+    point."""
     path, truth = phantom_files["chest"]
     assert not truth.l3_in_fov
-    result = locate(read_volume(path), model=tiny_model_json)
-    if result.status == "ok":  # the tiny model may be fooled; the shipped one is tested elsewhere
-        pytest.xfail(f"tiny model found L3 on a chest scan (confidence {result.confidence:.2f})")
-    assert result.status == "not_found"
+    result = locate(read_volume(path))
+    assert result.status == "not_found", result.confidence
+    assert result.confidence < read_metadata(default_model_path()).threshold
     assert result.slice_index is None and result.l3_ras_mm is None
     assert "not in the field of view" in result.message
 
 
-def test_too_short_scan_is_refused(tiny_model_json):
+def test_too_short_scan_is_refused():
     volume = Volume.from_geometry(np.zeros((5, 100, 100), np.int16), (1.0, 1.0, 2.0))
     with pytest.raises(InputError, match="at least 30 mm"):
-        locate(volume, model=tiny_model_json)
+        locate(volume)
 
 
-def test_input_volume_is_not_modified(held_out, tiny_model_json):
+def test_input_volume_is_not_modified(held_out):
     volume, _ = held_out
     before = volume.array.copy()
-    locate(volume, model=tiny_model_json)
+    locate(volume)
     assert np.array_equal(volume.array, before)
 
 
@@ -124,17 +129,17 @@ def _green_rows(picture: np.ndarray) -> int:
     return int(green.sum(axis=1).max())
 
 
-def test_qa_picture_draws_the_answer(tiny_model_json, phantom_files):
+def test_qa_picture_draws_the_answer(phantom_files):
     found = None
     for seed, preset in HELD_OUT:
         volume, _ = make_phantom(seed, preset=preset, spacing=(1.5, 1.5, 2.0), matrix=256)
-        found = locate(volume, model=tiny_model_json)
+        found = locate(volume)
         if found.found:
             break
     assert found is not None and found.found
     picture = qa_picture(found, title="held-out phantom")
     assert picture.ndim == 3 and picture.shape[2] == 3 and picture.dtype == np.uint8
     assert _green_rows(picture) > 200  # the green L3 line across both MIPs
-    chest = locate(read_volume(phantom_files["chest"][0]), model=tiny_model_json)
-    if not chest.found:
-        assert _green_rows(qa_picture(chest, title="chest")) < 50  # no line when not found
+    chest = locate(read_volume(phantom_files["chest"][0]))
+    assert not chest.found
+    assert _green_rows(qa_picture(chest, title="chest")) < 50  # no line when not found
