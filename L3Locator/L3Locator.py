@@ -42,6 +42,9 @@ from L3LocatorLib.errors import DependencyError, InputError  # noqa: E402
 from L3LocatorLib.result import L3Result  # noqa: E402
 from L3LocatorLib.volume import Volume  # noqa: E402
 
+#: The module's logger (the batch script sets its level: Slicer's root logger shows DEBUG).
+log = logging.getLogger("L3Locator")
+
 #: Attribute on the point lists this module makes: the ID of the volume they belong to.
 VOLUME_ID_ATTRIBUTE = "L3Locator.VolumeNodeID"
 POINT_LABEL = "L3"
@@ -272,7 +275,7 @@ class L3LocatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                         )
                     self.showResult(volumeNode, result)
             except Exception as error:  # already shown in a dialog by tryWithErrorDisplay
-                logging.debug("L3 Locator failed", exc_info=True)
+                log.debug("L3 Locator failed", exc_info=True)
                 self.ui.statusLabel.text = f"Failed: {error}"
                 slicer.util.showStatusMessage("L3 Locator failed; see the error message.", 5000)
         finally:
@@ -318,7 +321,7 @@ class L3LocatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.qaImageLabel.setPixmap(pixmap)
             self.ui.qaImageLabel.toolTip = path
         except Exception as error:  # the answer stands without its picture
-            logging.warning("L3 Locator: no QA picture: %s", error)
+            log.warning("L3 Locator: no QA picture: %s", error)
             self.ui.qaImageLabel.text = f"QA picture not available ({error})."
 
     def onJumpButton(self) -> None:
@@ -420,18 +423,18 @@ class L3LocatorLogic(ScriptedLoadableModuleLogic):
         from L3LocatorLib.locate import locate as locateVolume
 
         volume = self.volumeFromNode(volumeNode)
-        logging.info("L3 Locator: locating L3 in %s", volume.name)
+        log.info("L3 Locator: locating L3 in %s", volume.name)
         result = locateVolume(volume, model=model, device=device, views=views, **opts)
         self.lastPointListNode = None
         if result.found:
-            logging.info("L3 Locator: %s: slice %s, RAS %s, confidence %.2f", volume.name,
+            log.info("L3 Locator: %s: slice %s, RAS %s, confidence %.2f", volume.name,
                          result.slice_index, result.l3_ras_mm, result.confidence)
             if createPoint:
                 self.lastPointListNode = self.placePoint(volumeNode, result, pointListNode)
             if jump:
                 self.showL3Slice(volumeNode, result)
         else:
-            logging.info("L3 Locator: %s: %s", volume.name, result.message)
+            log.info("L3 Locator: %s: %s", volume.name, result.message)
             if createPoint:
                 self.removeStalePoint(volumeNode, pointListNode)
         return result
@@ -480,7 +483,7 @@ class L3LocatorLogic(ScriptedLoadableModuleLogic):
         """L3 not found: a point from an earlier run on this volume would mislead."""
         node = pointListNode or self.findPointList(volumeNode)
         if node is not None and node.GetNumberOfControlPoints() > 0:
-            logging.info("L3 Locator: removing the earlier L3 point of %s", volumeNode.GetName())
+            log.info("L3 Locator: removing the earlier L3 point of %s", volumeNode.GetName())
             node.SetLocked(False)
             node.RemoveAllControlPoints()
             node.SetLocked(True)
@@ -571,7 +574,7 @@ class L3LocatorLogic(ScriptedLoadableModuleLogic):
                 if cuda >= minimum:
                     return [f"paddlepaddle-gpu{specifier}", "--extra-index-url",
                             PADDLE_CUDA_INDEX.format(tag=tag)]
-            logging.warning("L3 Locator: the NVIDIA driver supports CUDA %d.%d only; "
+            log.warning("L3 Locator: the NVIDIA driver supports CUDA %d.%d only; "
                             "installing the CPU build of PaddlePaddle.", *cuda)
         return [f"paddlepaddle{specifier}"]
 
@@ -608,7 +611,7 @@ class L3LocatorLogic(ScriptedLoadableModuleLogic):
                 )
             self._pipInstall(installs, showProgress=False)
         elif slicer.app.testingEnabled():
-            logging.info("Testing mode: not installing %s", missing)
+            log.info("Testing mode: not installing %s", missing)
             return False
         else:
             packaging = _slicerPackaging()

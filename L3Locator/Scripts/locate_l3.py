@@ -3,23 +3,24 @@
     Slicer --no-main-window --python-script L3Locator/Scripts/locate_l3.py -- \\
         --input DIR_OR_FILES [...] --output results.csv [--qa-dir DIR] [--save-scene DIR] \\
         [--model JSON] [--device auto|cpu|gpu] [--views both|frontal|sagittal] [--resume] \\
-        [--install-dependencies] [--verbose]
+        [--max-gb GB] [--install-dependencies] [--verbose]
 
-Each scan (NIfTI, NRRD, MHA file or DICOM series folder) is loaded with Slicer's volume
-reader, searched by the module's logic (``L3LocatorLogic.locate``), and written as one
-row of the results file: the same rows as the ``l3locator`` command, made by the same
-code (``L3LocatorLib.report``). A scan that cannot be read or searched gets an
-``error`` row and the batch goes on. ``--save-scene DIR`` writes each volume with its
-L3 point (``<name>.nrrd`` + ``<name>_L3.mrk.json``).
+The batch loop is ``L3LocatorLib.batch.run_batch``, the one ``l3locator locate`` uses: the
+same input discovery (DICOM series found by content), the same results file (appended
+row by row, never overwritten, ``--resume`` to continue), the same rows and QA pictures.
+What is Slicer's here: each scan is loaded into the scene with Slicer's volume reader and
+searched by the module's logic (``L3LocatorLogic.locate``); ``--save-scene DIR`` writes
+each volume with its L3 point (``<name>.nrrd`` + ``<name>_L3.mrk.json``);
+``--install-dependencies`` installs PaddlePaddle with Slicer's pip, without dialogs.
 
 Slicer started with ``--python-script`` keeps running after the script unless the script
 calls ``slicer.util.exit`` (without a main window, forever), so this script ALWAYS ends
 through ``slicer.util.exit(status)``, whatever goes wrong, after one line on the error
-stream saying what went wrong.
+stream (``locate_l3.py: ...``) saying what went wrong.
 
-Exit status (as ``l3locator``): 0 when no scan errored, 1 when any did, 2 on bad usage
-or missing Python packages, 3 when the batch had to stop (results file not writable,
-an unexpected error outside a single scan).
+Exit status (as ``l3locator``): 0 when no scan errored, 1 when any did, 2 on bad usage,
+a results file that cannot be written, or Python packages missing (or not installable);
+3 when the batch stopped on an unexpected error (a bug) or was interrupted.
 """
 
 from __future__ import annotations
@@ -53,21 +54,18 @@ def _moduleDir() -> Path:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from L3LocatorLib.batch import add_batch_arguments
+
     parser = argparse.ArgumentParser(
         prog="locate_l3.py",
         description="Find the third lumbar vertebra (L3) in CT scans, in 3D Slicer.")
     parser.add_argument("--input", nargs="+", required=True, metavar="PATH",
                         help="CT files, DICOM series folders, or folders to search")
-    parser.add_argument("--output", type=Path, required=True,
-                        help="results file, .csv or .jsonl, written as it goes")
-    parser.add_argument("--qa-dir", type=Path, help="write a QA picture (PNG) per scan here")
+    # --model --device --views --output --qa-dir --resume --max-gb, as l3locator locate
+    # (no --workers: volumes are loaded into the scene on Slicer's main thread)
+    add_batch_arguments(parser, read_ahead=False)
     parser.add_argument("--save-scene", type=Path, metavar="DIR",
                         help="write each volume and its L3 point here")
-    parser.add_argument("--model", help="model metadata JSON (default: the shipped model)")
-    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
-    parser.add_argument("--views", choices=("both", "frontal", "sagittal"), default="both")
-    parser.add_argument("--resume", action="store_true",
-                        help="skip scans already in --output (continue an interrupted run)")
     parser.add_argument("--install-dependencies", action="store_true",
                         help="install missing Python packages (PaddlePaddle) without asking")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -96,60 +94,51 @@ def configureLogging(verbose: bool) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the batch; returns the exit status. Raises ``BatchStopped`` (and, on bugs,
-    anything else) when the batch cannot go on: ``run`` turns that into a status."""
-    parser = _parser()
-    try:
-        args = parser.parse_args(_scriptArgs(argv))
-    except SystemExit as stop:  # argparse: usage error (already printed) or --help
-        return EXIT_USAGE if stop.code else EXIT_OK
-    configureLogging(args.verbose)
-    if args.output.suffix.lower() not in (".csv", ".jsonl"):
-        raise BatchStopped(f"--output must end in .csv or .jsonl, not {args.output.name}.",
-                           EXIT_USAGE)
-    checkWritable(args.output)
+    """Run the batch (``L3LocatorLib.batch.run_batch``, the loop ``l3locator locate`` uses);
+    returns the exit status. Raises ``BatchStopped`` (and, on bugs, anything else) when the
+    batch cannot go on: ``run`` turns that into a status and one line."""
+    scriptArgs = _scriptArgs(argv)
+    configureLogging("--verbose" in scriptArgs or "-v" in scriptArgs)  # before any import
     moduleDir = str(_moduleDir())
     if moduleDir not in sys.path:
         sys.path.insert(0, moduleDir)
+    parser = _parser()
+    try:
+        args = parser.parse_args(scriptArgs)
+    except SystemExit as stop:  # argparse: usage error (already printed) or --help
+        return EXIT_USAGE if stop.code else EXIT_OK
+    configureLogging(args.verbose)
 
-    from L3Locator import L3LocatorLogic
+    from L3LocatorLib.batch import run_batch, usage_problem
     from L3LocatorLib.errors import L3LocatorError
-    from L3LocatorLib.report import RowWriter, find_inputs
+    from L3LocatorLib.inputs import find_scans
+    from L3LocatorLib.results import ResultsFile
+
+    problem = usage_problem(args) or ("" if args.output is not None else
+                                      "--output is required (the results file to write)")
+    if problem:
+        raise BatchStopped(problem + ".", EXIT_USAGE)
+    from L3Locator import L3LocatorLogic
 
     logic = L3LocatorLogic()
     try:
         logic.ensureDependencies(interactive=False, install=args.install_dependencies)
     except L3LocatorError as error:
         raise BatchStopped(str(error), EXIT_USAGE) from None
-
-    writer = RowWriter(args.output, resume=args.resume)
-    inputs = [p for p in find_inputs(args.input) if str(p) not in writer.done]
-    if not inputs:
-        print("No scans to process.", file=sys.stderr)
-        return EXIT_OK
-
-    model, modelError = None, None
-    try:
-        from L3LocatorLib.network import load_model
-
-        model = load_model(args.model, device=args.device)
-    except L3LocatorError as error:  # reported in every row, as the command does
-        modelError = error
-
-    anyError = False
-    for number, path in enumerate(inputs, start=1):
-        log.info("[%d/%d] %s", number, len(inputs), path)
-        row = locateOne(logic, path, model, modelError, args)
-        anyError |= row["status"] == "error"
-        try:
-            writer.write(row)
-        except OSError as error:
-            raise BatchStopped(
-                f"Could not write the results file {args.output}: {_osReason(error)}. "
-                f"{number - 1} scan(s) were written before it failed; free some space or "
-                "choose another place, then run again with --resume.") from None
-        print(f"{path}: {row['status']} {row.get('message') or ''}".rstrip(), flush=True)
-    return EXIT_SOME_FAILED if anyError else EXIT_OK
+    try:  # opened, checked writable and locked before any scan is read
+        results = ResultsFile(args.output, resume=args.resume)
+    except L3LocatorError as error:
+        raise BatchStopped(str(error), EXIT_USAGE) from None
+    with results:
+        scans = find_scans(args.input)
+        if all(scan.key in results.done for scan in scans):
+            print(f"No scans to process: all {len(scans)} are done in {args.output}.",
+                  file=sys.stderr)
+            return EXIT_OK
+        summary = run_batch(scans, SceneLocator(logic, args), results=results,
+                            qa_dir=args.qa_dir, on_row=_printRow)
+    print(summary.line(), file=sys.stderr)
+    return summary.exit_code
 
 
 def run(argv: Optional[Sequence[str]] = None) -> int:
@@ -175,114 +164,117 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_STOPPED
 
 
-def checkWritable(output: Path) -> None:
-    """Fail before any work when the results file cannot be written."""
-    import tempfile
+class SceneLocator:
+    """The per-scan step of the batch inside Slicer: load the scan into the scene with
+    Slicer's reader, locate with the module's logic, optionally save the volume and its
+    point, and leave the scene as it was found. The model is loaded once; when it cannot
+    be, every row says why (as ``l3locator`` does)."""
 
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=output.parent, prefix=".l3locator-", delete=True):
-            pass
-        if output.exists() and not output.is_file():
-            raise IsADirectoryError(21, "it is a folder", str(output))
-    except OSError as error:
-        raise BatchStopped(
-            f"Cannot write the results file {output}: {_osReason(error)}. Choose a folder "
-            "you can write to.") from None
+    def __init__(self, logic, args) -> None:
+        from L3LocatorLib.errors import L3LocatorError
+        from L3LocatorLib.network import load_model
 
-
-def locateOne(logic, path: Path, model, modelError, args) -> dict:
-    """One scan -> one results row; the scene is left as it was found."""
-    import slicer
-
-    from L3LocatorLib.report import result_row, scan_stem
-
-    before = {slicer.mrmlScene.GetNthNode(i).GetID()
-              for i in range(slicer.mrmlScene.GetNumberOfNodes())}
-    try:
+        self.logic = logic
+        self.args = args
+        self.model = None
+        self.modelError: Optional[Exception] = None
         try:
+            self.model = load_model(args.model, device=args.device)
+        except L3LocatorError as error:
+            self.modelError = error
+
+    def __call__(self, scan, data=None):
+        import slicer
+
+        scene = slicer.mrmlScene
+        before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+        try:
+            log.info("Loading %s", scan.path)
+            checkSize(scan, self.args.max_gb)
             start = time.perf_counter()
-            volumeNode = loadScan(path)
+            volumeNode = loadScan(scan)
             readSeconds = time.perf_counter() - start
-            if modelError is not None:
-                raise modelError
-            result = logic.locate(volumeNode, createPoint=args.save_scene is not None,
-                                  model=model, device=args.device, views=args.views,
-                                  jump=False)
+            if self.modelError is not None:
+                raise self.modelError
+            result = self.logic.locate(volumeNode, createPoint=self.args.save_scene is not None,
+                                       model=self.model, device=self.args.device,
+                                       views=self.args.views, jump=False)
             result.timings_s = {"read": readSeconds, **result.timings_s}
-        except Exception as error:  # one bad scan must not stop the batch
-            if not _isUserError(error):
-                log.exception("Unexpected error on %s", path)
-            return result_row(str(path), error=error)
-        qaPng = ""
-        stem = scan_stem(path)
-        if args.qa_dir is not None:
-            try:
-                from L3LocatorLib.qa import save_qa_png
-
-                qaPng = str(save_qa_png(result, args.qa_dir / f"{stem}_l3.png", title=path.name))
-            except OSError as error:
-                log.warning("Could not write the QA picture for %s: %s", path, error)
-        row = result_row(str(path), result, qa_png=qaPng)
-        if args.save_scene is not None:
-            try:
-                saveResult(volumeNode, logic.lastPointListNode, args.save_scene, stem)
-            except OSError as error:  # the answer stands; the row says what is missing
-                row["status"] = "error"
-                row["message"] = " ".join(filter(None, (
-                    row.get("message"),
-                    f"The volume and its L3 point could not be saved in {args.save_scene}: "
-                    f"{_osReason(error)}. Choose a folder you can write to.")))
-        return row
-    finally:
-        for index in reversed(range(slicer.mrmlScene.GetNumberOfNodes())):
-            node = slicer.mrmlScene.GetNthNode(index)
-            if node is not None and node.GetID() not in before:
-                slicer.mrmlScene.RemoveNode(node)
+            if self.args.save_scene is not None:
+                saveResult(volumeNode, self.logic.lastPointListNode, self.args.save_scene,
+                           scan.stem, result)
+            return result
+        finally:
+            for index in reversed(range(scene.GetNumberOfNodes())):
+                node = scene.GetNthNode(index)
+                if node is not None and node.GetID() not in before:
+                    scene.RemoveNode(node)
 
 
-def loadScan(path: Path):
-    """Load a CT with Slicer's volume reader: a file, or the largest DICOM series of a folder."""
+def checkSize(scan, maxGb: float) -> None:
+    """Refuse, before loading, a scan whose header needs more memory than ``--max-gb``."""
+    from L3LocatorLib.errors import InputError
+    from L3LocatorLib.inputs import scan_bytes
+    from L3LocatorLib.volume import GB
+
+    need = scan_bytes(scan)
+    if need > maxGb * GB:
+        raise InputError(
+            f"{scan.path}: its header describes a scan that would need about {need / GB:.1f} "
+            f"GB of memory (the limit is {maxGb:.1f} GB). A CT of the abdomen is far "
+            "smaller: the file may be damaged. If the scan is real, downsample it, or raise "
+            "the limit (--max-gb).")
+
+
+def loadScan(scan):
+    """Load a scan (``inputs.ScanInput``) with Slicer's volume reader: a volume file, or
+    the files of one DICOM series."""
     import slicer
 
     from L3LocatorLib.errors import InputError
-    from L3LocatorLib.report import scan_stem
 
-    if not path.exists():
-        raise InputError(f"{path}: no such file or folder. Check the path and try again.")
-    properties = {"name": scan_stem(path), "singleFile": False, "show": False}
-    fileName = path
-    if path.is_dir():
-        from L3LocatorLib.volume import dicom_series
-
-        series = dicom_series(path)
-        if not series:
-            raise InputError(f"{path}: no DICOM series found in this folder.")
-        files = series[0][1]
-        fileName = Path(files[0])
-        properties["fileNames"] = files
+    properties = {"name": scan.stem, "singleFile": False, "show": False}
+    fileName = scan.path
+    if scan.is_dicom:
+        fileName = scan.files[0]
+        properties["fileNames"] = [str(f) for f in scan.files]
     try:
         node = slicer.util.loadVolume(str(fileName), properties)
     except RuntimeError as error:
         raise InputError(
-            f"{path}: could not be read as a CT image. The file may be damaged, still being "
-            f"copied, or in a format Slicer does not read. ({_firstLine(error)})") from None
+            f"{scan.path}: could not be read as a CT image. The file may be damaged, still "
+            f"being copied, or in a format Slicer does not read. ({_firstLine(error)})"
+        ) from None
     if node is None:  # older Slicer returned None instead of raising
-        raise InputError(f"{path}: could not be read as a CT image.")
+        raise InputError(f"{scan.path}: could not be read as a CT image.")
     return node
 
 
-def saveResult(volumeNode, pointListNode, folder: Path, stem: str) -> None:
-    """Write the volume (NRRD) and its point list (.mrk.json); ``OSError`` when not written."""
+def saveResult(volumeNode, pointListNode, folder: Path, stem: str, result) -> None:
+    """Write the volume (NRRD) and its point list (.mrk.json). When that fails the scan's
+    row is an error whose message still gives the answer."""
     import slicer
 
-    folder.mkdir(parents=True, exist_ok=True)
-    targets = [(volumeNode, folder / f"{stem}.nrrd")]
-    if pointListNode is not None:
-        targets.append((pointListNode, folder / f"{stem}_L3.mrk.json"))
-    for node, target in targets:
-        if not slicer.util.saveNode(node, str(target)):
-            raise OSError(5, "Slicer could not write the file", str(target))
+    from L3LocatorLib.results import OutputError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        targets = [(volumeNode, folder / f"{stem}.nrrd")]
+        if pointListNode is not None:
+            targets.append((pointListNode, folder / f"{stem}_L3.mrk.json"))
+        for node, target in targets:
+            if not slicer.util.saveNode(node, str(target)):
+                raise OSError(5, "Slicer could not write the file", str(target))
+    except OSError as error:
+        answer = (f"L3 found at slice {result.slice_index} (S = {result.s_mm:.1f} mm), but"
+                  if result.found else "L3 not found, and")
+        raise OutputError(
+            f"{answer} the volume and its L3 point could not be saved in {folder}: "
+            f"{_osReason(error)}. Choose a folder you can write to.") from None
+
+
+def _printRow(row: dict) -> None:
+    print(f"{row['input']}: {row['status']} {row.get('message') or ''}".rstrip(), flush=True)
 
 
 def exitSlicer(status: int) -> None:
@@ -299,13 +291,9 @@ def exitSlicer(status: int) -> None:
 
 
 def _say(message: str) -> None:
-    print(f"locate_l3.py: {message}", file=sys.stderr, flush=True)
-
-
-def _isUserError(error: BaseException) -> bool:
-    from L3LocatorLib.errors import L3LocatorError
-
-    return isinstance(error, L3LocatorError)
+    """One line on the error stream (a cluster log keeps it whole)."""
+    text = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    print(f"locate_l3.py: {text}", file=sys.stderr, flush=True)
 
 
 def _osReason(error: OSError) -> str:
