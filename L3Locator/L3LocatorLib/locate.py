@@ -13,6 +13,7 @@ from typing import Union
 
 from .body_point import vertebral_body_point
 from .checks import check_volume
+from .counting import count_levels
 from .decode import RowPrediction, decode_prediction
 from .errors import InputError
 from .network import LoadedModel, load_model, predict_views
@@ -118,6 +119,11 @@ def _assemble(prediction: RowPrediction, projections: Projections, wanted: str,
             level_rows=main.rows,
         ),
     )
+    count = count_levels(main.rows, prediction.levels, geometry.pixel_mm,
+                         answer=prediction.answer_level)
+    result.counted = count.summary
+    result.lumbar_counted = count.lumbar
+    result.variants = list(count.variants)
     if l3.row is None:
         result.message = (
             "L3 is not in the field of view (or the scan is too unusual for the model to be "
@@ -129,6 +135,7 @@ def _assemble(prediction: RowPrediction, projections: Projections, wanted: str,
     result.atypical_anatomy = main.atypical
     result.review = review_reasons(main, prediction.threshold, geometry.n_rows,
                                    geometry.pixel_mm, answer=prediction.answer_level)
+    result.review += [v for v in count.variants if v not in result.review]
     if main.atypical:
         log.info("%s", main.atypical)
     result.message = "L3 found; check the level." if result.review else "L3 found."

@@ -67,6 +67,12 @@ class L3Result:
     #: (``point_note`` says so in plain words); None when L3 was not found.
     point_in_body: Optional[bool] = None
     point_note: Optional[str] = None
+    #: What the model counted, in plain words (``counting.count_levels``), and how many
+    #: of L1-L5 it found; ``variants`` lists possible spine variants it can see (also
+    #: among ``review`` when L3 was found).
+    counted: str = ""
+    lumbar_counted: int = 0
+    variants: list[str] = field(default_factory=list)
     model_name: str = ""
     model_version: str = ""
     timings_s: dict[str, float] = field(default_factory=dict)
@@ -103,6 +109,9 @@ class L3Result:
             "atypical_anatomy": self.atypical_anatomy,
             "point_in_body": self.point_in_body,
             "point_note": self.point_note,
+            "counted": self.counted,
+            "lumbar_counted": self.lumbar_counted,
+            "variants": list(self.variants),
             "model_name": self.model_name,
             "model_version": self.model_version,
             "timings_s": dict(self.timings_s),
