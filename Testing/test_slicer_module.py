@@ -587,6 +587,9 @@ def test_cmake_lists_name_every_file_the_module_needs():
         assert resource in resources
         assert (MODULE_DIR / resource).is_file()
     assert "Resources/Models/*.json" in text and "${MODULE_MODEL_FILES}" in text
+    models = MODULE_DIR / "Resources" / "Models"
+    for shipped in ("default.json", "default.npz"):  # every shipped model file is installed
+        assert (models / shipped).is_file() and f"*{Path(shipped).suffix}" in text
     assert "slicerMacroBuildScriptedModule" in text and "WITH_GENERIC_TESTS" in text
     assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
     assert (MODULE_DIR / "Testing" / "CMakeLists.txt").is_file()
@@ -607,6 +610,48 @@ def test_extension_metadata_icon_and_index_entry():
     entry = json.loads((REPO / "ExtensionsIndex" / "L3Locator.json").read_text())
     for key in ("scm_url", "scm_revision", "build_subdirectory", "category", "tier"):
         assert key in entry
+
+
+def test_catalog_urls_resolve_inside_this_repository():
+    """What the Extensions Index checker (Slicer/ExtensionsIndex
+    scripts/check_description_files.py) verifies, done offline: the project name is the
+    description file's name, the repository name contains "slicer", a licence at the
+    root, and the icon and every screenshot URL (read with the checker's own patterns) is
+    an image; here: a raw URL of this repository at scm_revision naming a PNG that is
+    committed. The homepage is the same repository."""
+    from PIL import Image
+
+    top = (REPO / "CMakeLists.txt").read_text()
+    entry = json.loads((REPO / "ExtensionsIndex" / "L3Locator.json").read_text())
+    assert re.findall(r"project\s*\(\s*([^\s\)\n\r]+)", top, re.I)[0] == "L3Locator"
+    owner, repo = re.match(r"https://github\.com/([^/]+)/([^/]+?)(\.git)?$",
+                           entry["scm_url"]).group(1, 2)
+    assert "slicer" in repo.lower()
+    assert (REPO / "LICENSE").is_file()
+    assert entry["category"] == re.search(r'set\(EXTENSION_CATEGORY "([^"]+)"\)', top).group(1)
+    homepage = re.search(r'set\(EXTENSION_HOMEPAGE "([^"]+)"\)', top).group(1)
+    assert homepage.startswith(f"https://github.com/{owner}/{repo}")
+    icons = re.findall(r'set\s*\(EXTENSION_ICONURL\s*"([^"]+)"[ ]*\)', top, re.I)
+    shots = re.findall(r'set\s*\(EXTENSION_SCREENSHOTURLS\s*"([^"]+)"\)', top, re.I)
+    urls = icons[:1] + (shots[0].split() if shots else [])
+    assert len(urls) >= 2, "an icon URL and at least one screenshot URL"
+    prefix = f"https://raw.githubusercontent.com/{owner}/{repo}/{entry['scm_revision']}/"
+    for url in urls:
+        assert url.startswith(prefix), url
+        path = REPO / url[len(prefix):]
+        assert path.is_file(), f"{url} names a file that is not in the repository"
+        with Image.open(path) as picture:
+            assert picture.format == "PNG" and min(picture.size) >= 128
+    tracked = subprocess_run(["git", "ls-files", "--error-unmatch",
+                              *(url[len(prefix):] for url in urls)])
+    if "not a git repository" not in tracked.stderr:  # (a source archive has no history)
+        assert tracked.returncode == 0, f"not committed: {tracked.stderr}"
+
+
+def subprocess_run(command):
+    import subprocess
+
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True)
 
 
 def module_files():

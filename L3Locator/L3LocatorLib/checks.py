@@ -1,5 +1,12 @@
 """The first stage: refuse input that cannot be a CT holding a lumbar vertebra, before any
-work is done, with a message that names the problem and what to do."""
+work is done, with a message that names the problem and what to do.
+
+Checked, cheapest first: the voxel grid (plausible voxel sizes in mm, not sheared), the
+extent in mm, and the values (a CT in Hounsfield units: air near -1000 HU and bone above
+150 HU). Problems of the file itself (missing or duplicate DICOM slices, uneven spacing,
+gantry tilt, zero or negative voxel sizes, size) are found by the readers (``volume``,
+``dicom``) before the voxels are read.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +18,43 @@ from .volume import Volume
 #: The smallest scan that can hold a lumbar vertebra: superior-inferior and in-plane extent (mm).
 MIN_EXTENT_SI_MM = 30.0
 MIN_EXTENT_INPLANE_MM = 60.0
+#: Plausible CT voxel sizes (mm): below, the header is in other units; above, slices are
+#: so far apart that a vertebra (about 30 mm tall) is seen in one or two of them.
+MIN_VOXEL_MM = 0.1
+MAX_VOXEL_MM = 15.0
+#: Largest angle (degrees) between voxel axes and a right angle: beyond, the grid is sheared.
+MAX_SHEAR_DEG = 0.5
+#: A CT in HU holds air (about -1000 HU) around or inside the body; its lowest value is
+#: below this. An MR, or a CT whose rescale intercept (-1024) was lost, has none.
+AIR_HU = -300.0
 
 
 def check_volume(volume: Volume) -> None:
     """Every check, cheapest first; raises ``InputError`` on the first failure."""
+    check_grid(volume)
     check_extent(volume)
     check_ct_like(volume)
+
+
+def check_grid(volume: Volume) -> None:
+    """Refuse voxel sizes no CT has, and sheared grids (a gantry tilt written into the
+    geometry), which the projections cannot follow."""
+    label = volume.name or "The scan"
+    spacing = volume.spacing
+    if spacing.min() < MIN_VOXEL_MM or spacing.max() > MAX_VOXEL_MM:
+        sizes = " x ".join(f"{s:.3g}" for s in spacing)
+        raise InputError(
+            f"{label} has voxels of {sizes} mm; a CT's are between {MIN_VOXEL_MM:g} and "
+            f"{MAX_VOXEL_MM:g} mm. The file's voxel size is wrong (other units?) or its "
+            "slices are too far apart to count vertebrae. Check the export settings.")
+    direction = volume.direction
+    cosines = np.abs(direction.T @ direction - np.eye(3))
+    shear = float(np.degrees(np.arcsin(np.clip(cosines.max(), 0.0, 1.0))))
+    if shear > MAX_SHEAR_DEG:
+        raise InputError(
+            f"{label} has a sheared voxel grid (axes {shear:.1f} degrees off square, as from a "
+            "tilted gantry). Resample it onto a regular grid first (for example in 3D Slicer: "
+            "Resample Scalar Volume), or export the series as DICOM, which is corrected.")
 
 
 def check_extent(volume: Volume) -> None:
@@ -40,7 +78,8 @@ def check_extent(volume: Volume) -> None:
 
 
 def check_ct_like(volume: Volume) -> None:
-    """Refuse data that cannot be a CT in HU: NaN-only, constant, or far off the HU scale."""
+    """Refuse data that cannot be a CT in HU: NaN-only, constant, far off the HU scale, or
+    without air (an MR, or a CT that lost its -1024 rescale intercept)."""
     array = volume.array
     label = volume.name or "The image"
     step = max(1, int(round((array.size / 2e6) ** (1 / 3))))
@@ -57,3 +96,9 @@ def check_ct_like(volume: Volume) -> None:
             f"{label} does not look like a CT in Hounsfield units (values {low:g} to {high:g}; "
             "no bone-like values). L3 Locator needs a CT; MR, PET or rescaled images will not work."
         )
+    if low > AIR_HU:
+        raise InputError(
+            f"{label} is not a CT in Hounsfield units: it holds no air (its lowest value is "
+            f"{low:g}; air in a CT is about -1000 HU). It may be an MR image, or a CT whose "
+            "rescale intercept (usually -1024) was lost when it was exported; export the CT "
+            "again with its HU rescaling.")

@@ -273,13 +273,13 @@ def read_volume(path: str | os.PathLike[str], *, max_bytes: float = MAX_SCAN_BYT
         reader.ReadImageInformation()
     except RuntimeError as error:
         raise InputError(f"{unreadable} (reader: {first_line(error)}).") from None
+    check_size(path.name, reader.GetSize(),
+               reader.GetNumberOfComponents() * _bytes_per_component(reader.GetPixelID()),
+               max_bytes)
     if path.name.lower().endswith((".nii", ".nii.gz")):
         problem = _nifti_problem(path)
         if problem:
             raise InputError(f"{unreadable} ({problem}).")
-    check_size(path.name, reader.GetSize(),
-               reader.GetNumberOfComponents() * _bytes_per_component(reader.GetPixelID()),
-               max_bytes)
     try:
         image = reader.Execute()
     except RuntimeError as error:
