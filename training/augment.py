@@ -47,6 +47,12 @@ class AugmentConfig:
     #: such as a liver-phase scan from T10 to L2, where only one end of the spine shows
     p_short_fov: float = 0.15
     short_fov_px: tuple[float, float] = (60.0, 160.0)  #: window height range (rows)
+    #: smooth left-right (frontal) or front-back (sagittal) bend of the spine along the rows:
+    #: scoliosis, kyphosis and lordosis differ between patients and one real chest CT's
+    #: strongly curved thoracic spine in the sagittal view was enough to lose every level
+    p_bend: float = 0.0
+    bend_px: float = 8.0  #: std of the bend (columns)
+    bend_length_px: float = 50.0  #: its correlation length (rows)
     p_warp: float = 0.5  #: smooth stretch along the rows
     warp_log_std: float = 0.12  #: std of the log local stretch (0.12: about +/- 12 %)
     warp_length_px: float = 10.0  #: correlation length of the stretch (rows; ~ half a vertebra)
@@ -116,6 +122,9 @@ def augment(
     for v, image in enumerate((sample.frontal_hu, sample.sagittal_hu)):
         col_offset = (w - 1) / 2.0 - (w - 1) / 2.0 / f_c + shifts[v]
         grid_r, grid_c = np.meshgrid(in_rows, col_offset + cols / f_c, indexing="ij")
+        if config.enabled and config.p_bend > 0 and rng.random() < config.p_bend:
+            grid_c = grid_c + row_bend(crop_rows, rng, config.bend_px,
+                                       config.bend_length_px)[:, None]
         ndimage.map_coordinates(image, [grid_r, grid_c], output=out[v], order=1,
                                 mode="constant", cval=fill)
 
@@ -143,6 +152,13 @@ def augment(
     if config.enabled:
         _intensity(out, rng, config, fill)
     return Augmented(out, rows, extent, (first, last))
+
+
+def row_bend(n: int, rng: np.random.Generator, std_px: float, length_px: float) -> np.ndarray:
+    """A smooth column offset per row (``n`` values, columns, zero mean): a spine curve."""
+    z = ndimage.gaussian_filter1d(rng.normal(0.0, 1.0, n), length_px, mode="reflect")
+    z -= z.mean()
+    return z * (std_px / max(float(z.std()), 1e-9))
 
 
 def row_stretch(n: int, rng: np.random.Generator, log_std: float,

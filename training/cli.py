@@ -14,6 +14,7 @@ positions), ``phantoms:N[:SEED]``, ``labelmap:PATH[:N[:SEED]]``; join with ``+``
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -83,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--name", default="model", help="model file name (OUT/<name>.json)")
     t.add_argument("--version", default="1")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints")
+    t.add_argument("--init", default="",
+                   help="start from these weights (.pdparams or .npz of a model with the same "
+                        "architecture), e.g. the shipped model, to fine-tune it")
+    t.add_argument("--augmentation", default="",
+                   help='JSON overrides of AugmentConfig fields, e.g. \'{"p_bend": 0.5}\'')
     e = sub.add_parser("evaluate", help="score an exported model")
     _add_data_options(e)
     e.add_argument("--model", required=True, help="model .json")
@@ -127,7 +133,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         view_dropout=args.view_dropout, hard_negatives=args.hard_negatives,
         steps_per_epoch=args.steps_per_epoch, seed=args.seed,
         name=args.name, version=args.version, device=args.device, threads=args.threads,
-        val_limit=args.val_limit,
+        val_limit=args.val_limit, init=args.init,
+        augmentation=json.loads(args.augmentation) if args.augmentation else {},
     )
     preprocess = _preprocess(args)
     samples = _load(args, args.data, preprocess, cache)

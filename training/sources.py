@@ -15,9 +15,15 @@ SOURCE strings (``parse_sources``), combined with ``+``:
     N synthetic phantoms with seeds SEED..SEED+N-1 (default preset
     ``random``; options go to ``make_phantom``, e.g. ``spacing=[2,2,2]:matrix=200``
     for fast low-resolution phantoms), generated once with 2 processes and cached.
-``labelmap:PATH[:N[:SEED]]``
+``labelmap:PATH[:N[:SEED[:convention=C][:completion_mm=MM]]]``
     N CTs synthesised from a multi-label segmentation (real anatomy) with
-    random intensities and fields of view, cached likewise.
+    random intensities and fields of view, cached likewise. PATH is one map or a
+    folder of maps (seed ``SEED + i`` uses map ``i`` modulo their number, in name
+    order). Labels are read by name: TotalSegmentator v1/v2 through the class map
+    beside each file, VerSe numbers for files named ``*verse*`` or with
+    ``convention=verse`` (see ``L3LocatorLib.phantoms.label_conventions``);
+    vertebra-only maps get synthetic ribs, pelvis and soft tissue (on a grid of
+    ``completion_mm`` voxels, default 2).
 """
 
 from __future__ import annotations
@@ -340,34 +346,54 @@ def _phantom_worker(args: tuple[int, str, dict, dict]) -> Optional[Sample]:
         return None
 
 
-def _labelmap_worker(args: tuple[str, int, dict]) -> Optional[Sample]:
-    path, seed, config_dict = args
+def _labelmap_worker(args: tuple) -> Optional[Sample]:
+    path, seed, config_dict = args[:3]
+    convention = args[3] if len(args) > 3 else "auto"
+    options = args[4] if len(args) > 4 else {}
     config = PreprocessConfig(**config_dict)
     try:
-        volume, truth = _labelmap_case(path, seed)
-        return sample_from_truth(volume, truth, config, f"labelmap-{Path(path).stem}-{seed}",
+        volume, truth = _labelmap_case(path, seed, convention, **options)
+        return sample_from_truth(volume, truth, config, f"labelmap-{_stem(path)}-{seed}",
                                  "labelmap")
     except Exception as error:  # noqa: BLE001
         log.warning("label-map CT %s/%d failed: %s", path, seed, error)
         return None
 
 
-_LABELMAP_CACHE: dict[str, Any] = {}
+_LABELMAP_CACHE: dict[tuple[str, str], Any] = {}
+
+LABELMAP_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 
-def _labelmap_case(path: str, seed: int) -> tuple[Any, Any]:
+def _stem(path: str | os.PathLike[str]) -> str:
+    return Path(path).name.split(".")[0]
+
+
+def labelmap_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The label maps of a labelmap source: the file itself, or a folder's maps by name."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir()
+                       if p.is_file() and p.name.lower().endswith(LABELMAP_SUFFIXES))
+        if not files:
+            raise ValueError(f"{path}: no label maps ({', '.join(LABELMAP_SUFFIXES)}) in it")
+        return files
+    return [path]
+
+
+def _labelmap_case(path: str, seed: int, convention: str = "auto",
+                   **options: Any) -> tuple[Any, Any]:
     """One synthetic CT (with a random field of view) from a label map."""
+    from L3LocatorLib.phantoms.label_conventions import resolve_class_map
     from L3LocatorLib.phantoms.labelmap_ct import labelmap_phantom
 
-    if path not in _LABELMAP_CACHE:
+    key = (path, convention)
+    if key not in _LABELMAP_CACHE:
         from L3LocatorLib.volume import read_volume
 
-        class_map_path = Path(path).with_name("class_map_" + Path(path).stem.split("_")[-1]
-                                              + ".json")
-        class_map = json.loads(class_map_path.read_text()) if class_map_path.is_file() else None
-        _LABELMAP_CACHE[path] = (read_volume(path), class_map)
-    labels, class_map = _LABELMAP_CACHE[path]
-    return labelmap_phantom(labels, class_map, seed)
+        _LABELMAP_CACHE[key] = (read_volume(path), resolve_class_map(path, convention))
+    labels, class_map = _LABELMAP_CACHE[key]
+    return labelmap_phantom(labels, class_map, seed, **options)
 
 
 def _generate(
@@ -551,10 +577,24 @@ def load_source(
         path = parts[0]
         n = int(parts[1]) if len(parts) > 1 and parts[1] else 200
         seed = int(parts[2]) if len(parts) > 2 and parts[2] else 0
+        options = _parse_options(parts[3:])
+        convention = str(options.pop("convention", "auto"))
+        extra = {k: float(options.pop(k)) for k in ("completion_mm",) if k in options}
+        if options:
+            raise ValueError(f"unknown label-map option(s) {sorted(options)} in {source!r}; "
+                             "use convention=auto|totalseg|verse, completion_mm=MM")
         resolved = str(Path(path).resolve())
-        jobs = [(resolved, seed + i, config.to_dict()) for i in range(n)]
+        files = [str(f.resolve()) for f in labelmap_files(path)]
+        jobs = [(files[i % len(files)], seed + i, config.to_dict(), convention, extra)
+                for i in range(n)]
         info = {"source": "labelmap", "path": resolved, "n": n, "seed": seed,
                 "preprocess": config.to_dict(), "generator": _generator_version()}
+        if convention != "auto":
+            info["convention"] = convention
+        if extra:
+            info["options"] = extra
+        if len(files) > 1:
+            info["files"] = [Path(f).name for f in files]
         cache = cache_dir / f"labelmap_{Path(path).stem}_{n}_{seed}_{key}.npz"
         return cached_generate(cache, _labelmap_worker, jobs, f"label-map CTs {seed}..",
                                info, processes)
@@ -571,7 +611,8 @@ def load_source(
         return load_ct_folder(folder, csv_path, config, cache_dir / "ct")
     raise ValueError(
         f"Unknown data source {source!r}: use a paper .npz, a folder of CTs with a CSV "
-        "(FOLDER or FOLDER:CSV), phantoms:N[:SEED] or labelmap:PATH[:N[:SEED]]."
+        "(FOLDER or FOLDER:CSV), phantoms:N[:SEED] or labelmap:PATH[:N[:SEED]] (a map or a "
+        "folder of maps)."
     )
 
 

@@ -69,6 +69,9 @@ class TrainConfig:
     device: str = "cpu"
     threads: int = 1
     val_limit: int = 0  #: validate on at most this many scans (0 = all)
+    #: weights to start from (fine-tuning): a ``.pdparams`` state dict or a ``.npz`` of
+    #: arrays named like the state dict; "" = random initialisation
+    init: str = ""
     #: overrides of ``AugmentConfig`` fields, e.g. ``{"p_warp": 0.0}``
     augmentation: dict[str, Any] = field(default_factory=dict)
 
@@ -175,6 +178,15 @@ def _rename_optimizer_state(state: dict, model: Any, to_structured: bool) -> dic
                 break
         out[new_key] = value
     return out
+
+
+def load_weights(paddle: Any, path: str) -> dict:
+    """A state dict from our own weights file: ``.npz`` (arrays by parameter name, no
+    pickle) or ``.pdparams`` (``paddle.load``; only for files this project wrote)."""
+    if str(path).endswith(".npz"):
+        with np.load(path, allow_pickle=False) as data:
+            return {k: paddle.to_tensor(data[k]) for k in data.files}
+    return paddle.load(str(path))
 
 
 def _predictor(paddle: Any, model: Any) -> Any:
@@ -295,8 +307,11 @@ def train(
         start_epoch = state["epoch"]
         log.info("Resuming after epoch %d", start_epoch)
         print(f"Resuming from {ckpt_dir} after epoch {start_epoch}")
-    elif resume:
+    elif resume and not config.init:
         print(f"No checkpoint in {ckpt_dir}; starting from scratch")
+    if config.init and start_epoch == 0:
+        model.set_state_dict(load_weights(paddle, config.init))
+        print(f"Starting from the weights of {config.init}")
     (out / "train_config.json").write_text(json.dumps(asdict(config), indent=1))
     print(f"{arch.arch} {config.arch}: {n_params:,} parameters; views {', '.join(views)}; "
           f"levels {', '.join(levels)}; {len(train_samples)} training / {len(val_samples)} "

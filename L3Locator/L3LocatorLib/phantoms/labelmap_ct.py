@@ -28,8 +28,10 @@ import re
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from ..volume import Volume
+from .label_conventions import is_spine_only, totalseg_v1_vertebra_map
 from .render import finish_ct
 from .truth import Truth, VertebraTruth
 
@@ -41,16 +43,9 @@ LANDMARK_FRACTION = 0.37
 _VERT = re.compile(r"^vertebrae_([CTLS])(\d+)$")
 
 
-def _default_class_map() -> dict[int, str]:
-    """TotalSegmentator v1 vertebra labels (used when no class map is given)."""
-    names = ["L5", "L4", "L3", "L2", "L1"] + [f"T{n}" for n in range(12, 0, -1)] + [
-        f"C{n}" for n in range(7, 0, -1)]
-    return {18 + i: f"vertebrae_{n}" for i, n in enumerate(names)} | {92: "sacrum"}
-
-
 def _class_map(class_map: dict | None) -> dict[int, str]:
     if class_map is None:
-        return _default_class_map()
+        return totalseg_v1_vertebra_map()
     return {int(k): str(v) for k, v in class_map.items()}
 
 
@@ -67,20 +62,30 @@ def _hu_table(cmap: dict[int, str], rng: np.random.Generator, contrast: str,
     enh = {"none": 0.0, "arterial": 0.4, "portal": 1.0, "delayed": 0.6}[contrast]
     for label, name in cmap.items():
         v = 40.0
-        if name.startswith(("vertebrae", "rib", "sacrum", "hip", "femur", "humerus", "scapula",
-                            "clavicula", "face", "skull", "sternum", "costal")):
+        if name.startswith("costal_cartilage"):
+            v = rng.uniform(80, 200)  # cartilage, calcified in places: no cortical shell
+        elif name.startswith(("vertebrae", "rib", "sacrum", "hip", "femur", "humerus", "scapula",
+                              "clavicula", "face", "skull", "sternum", "coccyx", "carpal")):
             bone[label] = True
             v = rng.uniform(170, 300)
+        elif name.startswith("calcification"):
+            v = rng.uniform(350, 900)
+        elif name.startswith(("subcutaneous_fat", "fat")):
+            v = rng.uniform(-120, -80)
         elif name.startswith("lung"):
             v = rng.uniform(-880, -800)
         elif name in ("trachea",):
             v = -1000.0
         elif name.startswith(("aorta", "iliac_artery", "pulmonary_artery", "heart_ventricle_left",
-                              "heart_atrium_left")):
+                              "heart_atrium_left", "pulmonary_vein", "brachiocephalic_trunk",
+                              "subclavian_artery", "common_carotid", "atrial_appendage")):
             v = art
         elif name.startswith(("inferior_vena_cava", "iliac_vena", "portal_vein",
-                              "heart_atrium_right", "heart_ventricle_right")):
+                              "heart_atrium_right", "heart_ventricle_right",
+                              "brachiocephalic_vein", "superior_vena_cava")):
             v = ven
+        elif name == "heart":  # TotalSegmentator v2: one label, mostly blood pool
+            v = 0.5 * (art + ven)
         elif name.startswith("heart_myocardium"):
             v = 40 + 60 * enh
         elif name.startswith("kidney"):
@@ -96,10 +101,13 @@ def _hu_table(cmap: dict[int, str], rng: np.random.Generator, contrast: str,
             v = rng.uniform(500, 1200) if contrast == "delayed" and rng.random() < 0.7 else 10.0
         elif name.startswith(("gallbladder",)):
             v = 10.0
-        elif name.startswith(("gluteus", "autochthon", "iliopsoas", "esophagus")):
+        elif name.startswith(("gluteus", "autochthon", "iliopsoas", "esophagus", "arm_muscle",
+                              "prostate")):
             v = rng.uniform(40, 60)
-        elif name.startswith("brain"):
+        elif name.startswith(("brain", "spinal_cord")):
             v = 35.0
+        elif name.startswith("thyroid"):
+            v = 90 + 60 * enh
         hu[label] = v
     return hu, bone
 
@@ -150,18 +158,32 @@ def truth_from_labelmap(labels: Volume, class_map: dict | None = None, seed: int
         return labels.ijk_to_ras_points(np.stack([i, j, k], axis=1))
 
     order = {"C": 0, "T": 1, "L": 2, "S": 3}
+    # S levels at least one voxel apart: finer bins alias on thick-slice grids (2 mm VerSe
+    # or resampled maps), leaving every other bin empty and breaking the body's run
+    s_step = max(1.5, float(np.max(np.abs(np.asarray(labels.ijk_to_ras)[2, :3]))))
     found = []
+    # S1: TotalSegmentator v2's own S1 label when present, else the top of the sacrum
+    names_present = {name for label, name in cmap.items() if label in present}
+    s1_name = "vertebrae_S1" if "vertebrae_S1" in names_present else "sacrum"
     for label, name in cmap.items():
         m = _VERT.match(name)
-        if m and label in present:
-            found.append((label, m.group(1) + m.group(2), order[m.group(1)], int(m.group(2))))
-        elif name == "sacrum" and label in present:
-            found.append((label, "S1", 3, 1))
-    # one bounding box pass per label
-    for label, vname, _, _ in sorted(found, key=lambda t: (t[2], t[3])):
-        idx = np.nonzero(arr == label)
-        if idx[0].size < 20:
+        if label not in present:
             continue
+        if name == s1_name:
+            found.append((label, "S1", 3, 1))
+        elif m and m.group(1) != "S":
+            found.append((label, m.group(1) + m.group(2), order[m.group(1)], int(m.group(2))))
+    # one bounding box pass for all labels, then each label inside its own box
+    boxes = ndimage.find_objects(np.clip(arr, 0, None).astype(np.int32, copy=False)
+                                 if arr.dtype.kind != "u" else arr)
+    for label, vname, _, _ in sorted(found, key=lambda t: (t[2], t[3])):
+        box = boxes[label - 1] if 0 < label <= len(boxes) else None
+        if box is None:
+            continue
+        local = np.nonzero(arr[box] == label)
+        if local[0].size < 20:
+            continue
+        idx = tuple(ix + sl.start for ix, sl in zip(local, box))
         pts = ras_of(idx)
         if vname == "S1":
             top = np.percentile(pts[:, 2], 99)
@@ -169,7 +191,7 @@ def truth_from_labelmap(labels: Volume, class_map: dict | None = None, seed: int
             kind = "sacral"
         else:
             kind = {"C": "cervical", "T": "thoracic", "L": "lumbar"}[vname[0]]
-        centre, top_s, bottom_s = _body_extent(pts)
+        centre, top_s, bottom_s = _body_extent(pts, step=s_step)
         if vname == "S1":  # the promontory lies below L5's inferior end plate
             l5 = next((v for v in verts if v.name == "L5"), None)
             if l5 is not None and top_s > l5.bottom_s_mm - 2.0:
@@ -242,6 +264,7 @@ def labelmap_to_ct(
     contrast: str | None = None, oral_contrast: bool | None = None,
     noise_hu: float | None = None, kernel: str | None = None,
     slice_thickness_mm: float | None = None, flip: bool | str = False, table: bool | None = None,
+    degenerate: bool | None = None,
 ) -> tuple[Volume, Truth]:
     """A CT (int16 HU, same grid as ``labels`` unless cropped/flipped) and its truth.
 
@@ -257,8 +280,10 @@ def labelmap_to_ct(
         noise_hu, kernel, slice_thickness_mm: acquisition (defaults random).
         flip: True / "random" to flip storage axes at random (truth is RAS, unchanged).
         table: add the CT table (default random).
+        degenerate: an older spine (default random, half the cases): mottled marrow with
+            bone islands and discs narrowed or bridged by sclerosis and osteophytes, so
+            the dark disc gaps of the sagittal MIP fade, as on real older patients.
     """
-    from scipy import ndimage
 
     rng = np.random.default_rng(seed)
     cmap = _class_map(class_map)
@@ -307,7 +332,11 @@ def labelmap_to_ct(
     hu = np.where(body, np.float32(rng.uniform(-110, -80)), np.float32(-1000.0))
     # unlabelled tissue inside the body: a fat/muscle mix (smoothed random field)
     lowres = rng.normal(0, 1, size=tuple(max(2, s // 12) for s in lab.shape)).astype(np.float32)
-    mix = ndimage.zoom(lowres, [a / b for a, b in zip(lab.shape, lowres.shape)], order=1)
+    # zoomed to half size, then repeated: same texture at a quarter of the cost
+    half = tuple((s + 1) // 2 for s in lab.shape)
+    mix = ndimage.zoom(lowres, [a / b for a, b in zip(half, lowres.shape)], order=1)
+    mix = mix.repeat(2, 0).repeat(2, 1).repeat(2, 2)[: lab.shape[0], : lab.shape[1],
+                                                       : lab.shape[2]]
     hu = np.where(body & (mix > 0.3), np.float32(35.0), hu)
     labelled = lab > 0
     hu = np.where(labelled, hu_lut[lab], hu)
@@ -317,6 +346,9 @@ def labelmap_to_ct(
         shell = bone & ~inner
         cort = np.float32(rng.uniform(900, 1400))
         hu = np.where(shell, cort, hu)
+        if degenerate if degenerate is not None else rng.random() < 0.5:
+            vert_labels = [k for k, n in cmap.items() if _VERT.match(n)]
+            _degenerate_spine(hu, lab, vert_labels, arr_axis, float(spacing[s_axis]), rng)
     # partial volume: a little blur (sigma in voxels), stronger with a soft kernel
     sig = {"soft": 0.8, "standard": 0.6, "sharp": 0.4}[kernel]
     hu = ndimage.gaussian_filter(hu, sig)
@@ -347,6 +379,48 @@ def labelmap_to_ct(
                          "noise_hu": noise, "slice_thickness_mm": float(th),
                          "z_range_mm": None if z_range is None else [float(v) for v in z_range]})
     return volume, truth
+
+
+def _degenerate_spine(hu: np.ndarray, lab: np.ndarray, vert_labels: list[int], arr_axis: int,
+                      s_spacing_mm: float, rng: np.random.Generator) -> None:
+    """In place: mottled vertebral marrow and narrowed or bridged discs (HU, ``[k, j, i]``).
+
+    Each vertebra's mask is grown along the array axis closest to S by 2-6 mm (per
+    vertebra, some not at all) with sclerotic bone (250-650 HU) where there is no
+    other structure, which narrows the disc gaps seen in a sagittal MIP; the marrow
+    gets a smooth +/- 25 % modulation and a few bone islands (500-1000 HU).
+    """
+    boxes = ndimage.find_objects(lab.astype(np.int32, copy=False))
+    grow_hu = np.float32(rng.uniform(250, 650))
+    for value in vert_labels:
+        if value > len(boxes) or boxes[value - 1] is None or rng.random() < 0.2:
+            continue
+        n = int(round(rng.uniform(2.0, 6.0) / max(s_spacing_mm, 0.5)))
+        if n < 1:
+            continue
+        box = list(boxes[value - 1])
+        box[arr_axis] = slice(max(0, box[arr_axis].start - n),
+                              min(lab.shape[arr_axis], box[arr_axis].stop + n))
+        box_t = tuple(box)
+        mask = lab[box_t] == value
+        structure = np.zeros((3, 3, 3), dtype=bool)
+        index = [1, 1, 1]
+        for offset in (0, 2):
+            index[arr_axis] = offset
+            structure[tuple(index)] = True
+        structure[1, 1, 1] = True
+        grown = ndimage.binary_dilation(mask, structure, iterations=n) & (lab[box_t] == 0)
+        view = hu[box_t]
+        view[grown] = grow_hu
+    bone = np.isin(lab, vert_labels)
+    if bone.any():
+        low = rng.normal(0, 1, size=tuple(max(2, s // 6) for s in lab.shape)).astype(np.float32)
+        field = ndimage.zoom(low, [a / b for a, b in zip(lab.shape, low.shape)], order=1)
+        field = field[tuple(slice(0, s) for s in lab.shape)]
+        hu[bone] *= (1.0 + 0.25 * np.clip(field[bone], -2, 2) / 2).astype(np.float32)
+        idx = np.flatnonzero(bone.ravel())
+        spots = rng.choice(idx, size=min(idx.size, int(rng.integers(5, 40))), replace=False)
+        hu.ravel()[spots] = np.float32(rng.uniform(500, 1000))
 
 
 def _random_range(truth: Truth, rng: np.random.Generator) -> tuple[float, float]:
@@ -398,8 +472,23 @@ def _add_table(arr: np.ndarray, matrix: np.ndarray, rng: np.random.Generator) ->
 
 
 def labelmap_phantom(labels: Volume, class_map: dict | None = None, seed: int = 0,
-                     **options: Any) -> tuple[Volume, Truth]:
-    """Training entry point: a label-map CT with a random field of view and augmentations."""
+                     completion_mm: float = 2.0, **options: Any) -> tuple[Volume, Truth]:
+    """Training entry point: a label-map CT with a random field of view and augmentations.
+
+    A vertebra-only map (VerSe) is first completed into a whole trunk (synthetic ribs,
+    pelvis, organs, body; :func:`~spine_completion.complete_spine_map`) on a grid of
+    ``completion_mm`` voxels, different for every seed; its vertebrae, and so the
+    truth, stay the real ones. ``options`` go to :func:`labelmap_to_ct`.
+    """
+    from .spine_completion import complete_spine_map
+
     options.setdefault("fov", "random")
     options.setdefault("flip", "random")
-    return labelmap_to_ct(labels, class_map, seed, **options)
+    cmap = _class_map(class_map)
+    present = {int(v) for v in np.unique(np.asarray(labels.array))}
+    if is_spine_only(cmap, present):
+        verts = truth_from_labelmap(labels, cmap, seed).vertebrae
+        labels, cmap = complete_spine_map(labels, cmap, verts,
+                                          np.random.default_rng([int(seed), 7]),
+                                          spacing_mm=float(completion_mm))
+    return labelmap_to_ct(labels, cmap, seed, **options)
