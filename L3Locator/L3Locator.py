@@ -235,7 +235,7 @@ class L3LocatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._lastResult = None
         self._lastVolumeNode = None
         for label in (self.ui.sliceValueLabel, self.ui.positionValueLabel,
-                      self.ui.confidenceValueLabel):
+                      self.ui.confidenceValueLabel, self.ui.reviewValueLabel):
             label.text = "-"
         self.ui.statusLabel.text = ""
         self.ui.qaImageLabel.clear()
@@ -294,8 +294,8 @@ class L3LocatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.positionValueLabel.text = f"S = {result.s_mm:.1f} mm"
             self.ui.confidenceValueLabel.text = f"{result.confidence:.2f}"
             status = result.message or "L3 found."
-            if result.review:
-                status += " " + " ".join(result.review)
+            self.ui.reviewValueLabel.text = (" ".join(result.review) if result.review else
+                                             "Nothing unusual was seen.")
             self.ui.jumpButton.enabled = True
             self.ui.jumpButton.toolTip = "Show the L3 slice in the slice views."
             summary = f"L3 at slice {result.slice_index} (S = {result.s_mm:.1f} mm)"

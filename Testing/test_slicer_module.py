@@ -1094,3 +1094,39 @@ def test_jump_shows_the_reported_slice_not_a_blend(slicer, mod, monkeypatch, cas
     # the point itself stays where the network put it
     (pointList,) = fiducial_nodes(slicer)
     assert np.allclose(point_world(pointList), result.l3_ras_mm)
+
+
+def test_panel_shows_slice_confidence_review_and_qa_picture(slicer, mod, widget, monkeypatch):
+    import L3LocatorLib.locate
+
+    reason = "The scan ends 10 mm below this level, so it was counted from the ribs alone."
+    inner = fake_locate_brightest([])
+
+    def locate(*args, **kwargs):
+        result = inner(*args, **kwargs)
+        result.review = [reason]
+        return result
+
+    monkeypatch.setattr(L3LocatorLib.locate, "locate", locate)
+    widget.ui.inputSelector.setCurrentNode(bright_volume(slicer, np.eye(4), bright_kji=(5, 6, 7)))
+    widget.ui.locateButton.click()
+    assert widget.ui.sliceValueLabel.text == "5"
+    assert widget.ui.confidenceValueLabel.text == "0.91"
+    assert widget.ui.reviewValueLabel.text == reason
+    widget.ui.inputSelector.setCurrentNode(None)
+    assert widget.ui.reviewValueLabel.text == "-"
+
+
+def test_end_to_end_panel_shows_the_qa_picture(slicer, mod, widget):
+    """Real pipeline, shipped model: the panel shows the QA picture of this result."""
+    if not (MODULE_DIR / "Resources" / "Models" / "default.json").is_file():
+        pytest.skip("the shipped model is not there")
+    make_phantom = phantom_or_skip()
+    volume, _ = make_phantom(3, preset="abdomen", spacing=(3.0, 3.0, 3.0), matrix=128)
+    node = slicer.util.addVolumeFromArray(np.array(volume.array), volume.ijk_to_ras, "ab")
+    widget.ui.inputSelector.setCurrentNode(node)
+    widget.ui.locateButton.click()
+    assert widget.ui.sliceValueLabel.text != "-", widget.ui.statusLabel.text
+    shown = Path(widget.ui.qaImageLabel.toolTip)
+    assert shown.suffix == ".png" and shown.is_file()
+    assert widget.ui.qaImageLabel.text == ""  # the picture replaced the placeholder text
