@@ -48,19 +48,19 @@ def test_best_mode_one_task_per_study_with_the_expected_series_and_reason(export
         if expected is None:  # scout, dose report and secondary capture only
             assert task.skip and task.fields["series_choice"] == SKIPPED
             for words in ("localizer", "dose report", "secondary capture"):
-                assert words in task.skip
+                assert words in task.scan.problem
             continue
-        assert not task.skip
-        assert task.fields["series_uid"] == expected.series_uid
+        assert not task.skip and not task.scan.problem
+        assert task.scan.series_uid == expected.series_uid
         assert task.fields["series_description"] == expected.description
-        assert task.fields["n_images"] == expected.n_images == len(task.files)
+        assert task.fields["n_images"] == expected.n_images == len(task.scan.files)
         assert task.fields["series_reason"].startswith(("best of", "the only usable"))
         assert not set(IDENTIFIER_FIELDS) & set(task.fields)
 
 
 def test_all_mode_one_task_per_series_with_its_decision(export):
     tasks = tasks_for_tree([export.root], series_mode="all")
-    by_uid = {t.fields["series_uid"]: t for t in tasks}
+    by_uid = {t.scan.series_uid: t for t in tasks}
     assert len(tasks) == len(by_uid) == len(export.series) == 19
     for series in export.series:
         task = by_uid[series.series_uid]
@@ -104,12 +104,15 @@ def test_chosen_series_reads_with_its_headers_geometry(export):
     task = next(t for t in tasks_for_tree([export.root])
                 if t.fields.get("series_description") == "PV 5.0 B30f")
     volume = read_task(task)
-    assert volume.array.shape[0] == len(task.files)
+    assert volume.array.shape[0] == len(task.scan.files)
     assert np.allclose(volume.spacing, (8.0, 8.0, 5.0), atol=1e-3)
-    last = pydicom.dcmread(task.files[-1])
-    top_lps = LPS_TO_RAS[:3, :3] @ volume.ijk_to_ras_points((0, 0, len(task.files) - 1))
+    volume_top = int(np.argmax(volume.ijk_to_ras_points(
+        [(0, 0, 0), (0, 0, volume.array.shape[0] - 1)])[:, 2]))
+    k_top = volume_top * (volume.array.shape[0] - 1)
+    last = pydicom.dcmread(task.scan.files[-1])  # files sorted feet to head
+    top_lps = LPS_TO_RAS[:3, :3] @ volume.ijk_to_ras_points((0, 0, k_top))
     assert np.allclose(top_lps, [float(v) for v in last.ImagePositionPatient], atol=1e-3)
-    assert np.array_equal(volume.array[-1], last.pixel_array * float(last.RescaleSlope)
+    assert np.array_equal(volume.array[k_top], last.pixel_array * float(last.RescaleSlope)
                           + float(last.RescaleIntercept))
 
 
@@ -133,8 +136,8 @@ def test_exported_slices_keep_position_spacing_and_hu(export, tmp_path):
                 if t.fields.get("series_description") == "PV 5.0 B30f")
     volume = read_task(task)
     k = volume.array.shape[0] // 2
-    nifti, dicom_dir, png = export_slices(volume, _found(k), tmp_path, task.export_stem,
-                                          neighbours=1, dicom_source=task.files[0])
+    nifti, dicom_dir, png = export_slices(volume, _found(k), tmp_path, task.stem,
+                                          neighbours=1, dicom_source=str(task.scan.files[0]))
     assert nifti.name.startswith(task.fields["study_uid"])
 
     image = sitk.ReadImage(str(nifti))
@@ -143,7 +146,7 @@ def test_exported_slices_keep_position_spacing_and_hu(export, tmp_path):
     assert np.allclose(image.GetOrigin(), _lps_of(volume, (0, 0, k - 1)), atol=1e-3)
     assert np.array_equal(sitk.GetArrayFromImage(image), volume.array[k - 1 : k + 2])
 
-    source = pydicom.dcmread(task.files[0], stop_before_pixels=True)
+    source = pydicom.dcmread(task.scan.files[0], stop_before_pixels=True)
     files = sorted(dicom_dir.iterdir())
     assert [f.name for f in files] == ["L3+0.dcm", "L3+1.dcm", "L3-1.dcm"]
     series_uids = set()
@@ -230,11 +233,12 @@ def dask_session():
 @needs_dask
 @pytest.mark.slow
 def test_local_cluster_gives_the_serial_rows(export, dask_session):
-    from L3LocatorLib.cohort.dask_runner import rows_for
+    from L3LocatorLib.cohort.command import serial_rows
+    from L3LocatorLib.cohort.dask_runner import dask_rows
 
     tasks = tasks_for_tree([export.root])
-    serial = list(rows_for(tasks, run_task, OPTIONS))
-    on_dask = list(rows_for(tasks, run_task, OPTIONS, session=dask_session, error_row=error_row))
+    serial = list(serial_rows(tasks, OPTIONS))
+    on_dask = list(dask_rows(dask_session, tasks, run_task, OPTIONS, error_row=error_row))
     assert sorted(map(_comparable, serial)) == sorted(map(_comparable, on_dask))
     assert {r["status"] for r in serial} >= {STATUS_OK, STATUS_SKIPPED}
 
@@ -244,8 +248,9 @@ def die_once_or_always(task, options, marker_dir: str, once: str, always: str) -
     for ``always`` (a scan that crashes its reader)."""
     import hashlib
 
-    marker = Path(marker_dir) / f"died-{hashlib.sha1(task.key.encode()).hexdigest()}"
-    if task.key == always or (task.key == once and not marker.exists()):
+    key = "\0".join(task.key)
+    marker = Path(marker_dir) / f"died-{hashlib.sha1(key.encode()).hexdigest()}"
+    if key == always or (key == once and not marker.exists()):
         marker.touch()
         os._exit(1)
     return run_task(task, options)
@@ -256,17 +261,74 @@ def die_once_or_always(task, options, marker_dir: str, once: str, always: str) -
 def test_killed_worker_neither_loses_nor_duplicates_rows(export, dask_session, tmp_path):
     import cloudpickle
 
-    from L3LocatorLib.cohort.dask_runner import rows_for
+    from L3LocatorLib.cohort.dask_runner import dask_rows
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     tasks = [t for t in tasks_for_tree([export.root]) if not t.skip]
-    once, always = tasks[0].key, tasks[1].key
-    rows = list(rows_for(tasks, die_once_or_always, OPTIONS, str(tmp_path), once, always,
-                         session=dask_session, error_row=error_row))
-    assert sorted(r["input"] for r in rows) == sorted(t.key for t in tasks)
-    by_key = {r["input"]: r for r in rows}
+    once, always = ("\0".join(t.key) for t in tasks[:2])
+    rows = list(dask_rows(dask_session, tasks, die_once_or_always, OPTIONS, str(tmp_path),
+                          once, always, error_row=error_row))
+    keys = ["\0".join((r["input"], r["series"] or "")) for r in rows]
+    assert sorted(keys) == sorted("\0".join(t.key) for t in tasks)
+    by_key = dict(zip(keys, rows))
     assert by_key[once]["status"] != "error"  # retried on a fresh worker
     assert len(os.listdir(tmp_path)) == 2  # both scans did kill a worker
     assert by_key[always]["status"] == "error"
     assert "stopped the worker" in by_key[always]["message"]
-    assert by_key[always]["series_uid"] == tasks[1].fields["series_uid"]
+    assert by_key[always]["study_uid"] == tasks[1].fields["study_uid"]
+
+
+# ---------------------------------------------------------------- the command
+
+
+def _locate(*args: str) -> int:
+    from L3LocatorLib.cli import main
+
+    return main(["locate", *map(str, args), "--device", "cpu"])
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    from L3LocatorLib.results import read_rows
+
+    return read_rows(path)
+
+
+def test_command_series_best_and_all_rows(export, tmp_path, capsys):
+    best, every = tmp_path / "best.csv", tmp_path / "all.csv"
+    assert _locate(export.root, "--series", "best", "--output", best) == 0
+    rows = _csv_rows(best)
+    assert sorted(r["study_uid"] for r in rows) == export.studies
+    for row in rows:
+        expected = export.expected_choice(row["study_uid"])
+        assert row["series"] == (expected.series_uid if expected else "")
+        assert row["status"] == ("skipped" if expected is None else row["status"])
+        assert row["series_reason"] and "patient_id" not in row
+    assert _locate(export.root, "--series", "all", "--output", every, "--patient-ids") == 0
+    rows = _csv_rows(every)
+    assert sorted(r["series"] for r in rows) == sorted(s.series_uid for s in export.series)
+    assert {r["patient_id"] for r in rows} == {"SYN001", "SYN002", "SYN003"}
+    assert "skipped" in capsys.readouterr().err
+
+
+@needs_dask
+@pytest.mark.slow
+def test_command_on_a_local_cluster_matches_serial_and_resumes(export, tmp_path):
+    serial, on_dask = tmp_path / "serial.jsonl", tmp_path / "dask.jsonl"
+    assert _locate(export.root, "--series", "best", "--output", serial) == 0
+    assert _locate(export.root, "--series", "best", "--output", on_dask,
+                   "--cluster", "local", "--workers", "2", "--export-slices",
+                   tmp_path / "slices") == 0
+    expected = sorted(map(_comparable, _csv_rows(serial)))
+    assert sorted(map(_comparable, _csv_rows(on_dask))) == expected
+    found = [r for r in _csv_rows(on_dask) if r["status"] == STATUS_OK]
+    assert found and all(r["exported"] for r in found)
+    assert len(list((tmp_path / "slices").glob("*_L3.nii.gz"))) == len(found)
+
+    # An interrupted run: two rows finished, the third cut mid-line; resume on Dask.
+    lines = on_dask.read_text().splitlines(keepends=True)
+    on_dask.write_text("".join(lines[:2]) + lines[2][:40])
+    assert _locate(export.root, "--series", "best", "--output", on_dask, "--resume",
+                   "--cluster", "local", "--workers", "2") == 0
+    resumed = _csv_rows(on_dask)
+    assert len(resumed) == len(expected)
+    assert sorted(map(_comparable, resumed)) == expected

@@ -42,7 +42,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Deque, Optional, Sequence
+from typing import Any, Callable, Deque, Iterable, Optional, Sequence
 
 from .errors import L3LocatorError
 from .inputs import ScanInput, read_input, scan_bytes
@@ -63,6 +63,7 @@ DEVICE_CHOICES = ("auto", "cpu", "gpu")
 LocateScan = Callable[[ScanInput, Any], L3Result]
 ReadScan = Callable[[ScanInput], Any]
 RowCallback = Callable[[dict[str, Any]], None]
+RowSource = Callable[[list[ScanInput]], Iterable[dict[str, Any]]]
 
 
 @dataclass
@@ -88,6 +89,8 @@ class BatchSummary:
         c = self.counts
         text = (f"{self.processed} scan(s): {c['ok']} with L3 ({c['review']} to check: see "
                 f"'review'), {c['not_found']} without, {c['error']} failed (see 'message').")
+        if c.get("skipped"):
+            text += f" {c['skipped']} skipped (no usable CT series: see 'message')."
         if self.skipped:
             text += f" {self.skipped} already done before (resume)."
         return text
@@ -104,8 +107,15 @@ def run_batch(
     qa_dir: Optional[Path] = None,
     on_row: Optional[RowCallback] = None,
     progress: bool = True,
+    row_source: Optional[RowSource] = None,
 ) -> BatchSummary:
-    """Locate L3 in every scan; one row each, in order (see the module docstring)."""
+    """Locate L3 in every scan; one row each, in order (see the module docstring).
+
+    ``row_source``, when given, makes the rows instead of this loop (e.g. on a Dask
+    cluster, ``cohort``): it gets the scans still to do and yields exactly one row per
+    scan, in any order; ``locate_scan``, ``read_scan`` and ``qa_dir`` are then unused.
+    Resume, the results file, the counts and the progress bar stay here.
+    """
     if workers < 1:
         raise ValueError("workers must be 1 or more")
     summary = BatchSummary(total=len(scans))
@@ -116,11 +126,12 @@ def run_batch(
         if summary.skipped:
             log.warning("Resuming: %d of %d scans already done.", summary.skipped, len(scans))
     bar = _progress(len(todo)) if progress else _NoProgress()
-    reader = _ReadAhead(todo, read_scan, workers, memory_budget)
+    reader = _ReadAhead(todo if row_source is None else [], read_scan, workers, memory_budget)
+    rows = (row_source(todo) if row_source is not None
+            else (_one_row(scan, reader, locate_scan, qa_dir) for scan in todo))
     try:
-        for scan in todo:
-            row = _one_row(scan, reader, locate_scan, qa_dir)
-            summary.counts[row["status"]] += 1
+        for row in rows:
+            summary.counts[row["status"]] = summary.counts.get(row["status"], 0) + 1
             summary.counts["review"] += bool(row.get("needs_review"))
             if results is not None:
                 results.write(row)

@@ -3,6 +3,8 @@
     l3locator locate INPUT [INPUT ...] [--model JSON] [--device auto|cpu|gpu]
                      [--views both|frontal|sagittal] [--output results.csv|results.jsonl]
                      [--qa-dir DIR] [--resume] [--workers N] [--max-gb GB]
+                     [--series best|all] [--cluster local|tcp://HOST:PORT]
+                     [--export-slices DIR [--neighbours N]] [--patient-ids]
     l3locator demo [--out DIR]
     l3locator phantom OUT.nii.gz [--seed N] [--preset NAME]
 
@@ -63,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="NIfTI/NRRD/MHA file, DICOM folder (every series in it), or a folder "
                         "to search")
     add_batch_arguments(p)
+    # Lazy: the cohort package ships with the command, not with the Slicer module.
+    from .cohort.command import add_cohort_arguments
+
+    add_cohort_arguments(p)
 
     d = sub.add_parser("demo", help="run the whole pipeline on a built-in synthetic CT")
     d.add_argument("--out", type=Path, default=Path("l3locator-demo"),
@@ -86,7 +92,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     if args.command == "locate":
-        problem = usage_problem(args)
+        from .cohort.command import cohort_usage_problem
+
+        problem = usage_problem(args) or cohort_usage_problem(args)
         if problem:
             parser.error(problem)
         return run_locate(args)
@@ -102,7 +110,15 @@ def run_locate(args: argparse.Namespace) -> int:
     """Every input found -> one row each, on stdout and in ``--output`` (``batch.run_batch``).
 
     The results file is opened, checked writable and locked before any scan is read.
+    The cohort options (``--series``, ``--cluster``, ``--export-slices``) go through the
+    same loop with the cohort's scans and row source (``cohort.command.run_cohort``).
     """
+    from .cohort.command import cohort_requested, run_cohort
+
+    if cohort_requested(args):
+        code, line = run_cohort(args, on_row=_print_row)
+        print(line, file=sys.stderr)
+        return code
     scans = find_scans(args.inputs)
     results: Optional[ResultsFile] = None
     if args.output is not None:

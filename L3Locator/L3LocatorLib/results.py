@@ -22,7 +22,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 from .errors import L3LocatorError
 from .report import ROW_FIELDS
@@ -50,13 +50,17 @@ class ResultsFile:
         path: ``.csv`` or ``.jsonl``. A symbolic link is followed (the link stays a link).
         resume: continue an existing file of ours; without it an existing non-empty file is
             refused.
+        fields: the columns, in order (``report.ROW_FIELDS`` plus any a front end adds,
+            e.g. the cohort's series columns); resuming a file with other columns is refused.
 
     Raises ``OutputError`` (a message for the user) when the file cannot be used.
     ``done`` holds the keys (``row_key``) of the inputs already finished.
     """
 
-    def __init__(self, path: Union[str, os.PathLike[str]], *, resume: bool = False) -> None:
+    def __init__(self, path: Union[str, os.PathLike[str]], *, resume: bool = False,
+                 fields: Sequence[str] = ROW_FIELDS) -> None:
         self.path = Path(path)
+        self.fields = tuple(fields)
         suffix = self.path.suffix.lower()
         if suffix not in RESULT_SUFFIXES:
             raise OutputError(f"{self.path}: the results file must end in .csv or .jsonl.")
@@ -98,7 +102,7 @@ class ResultsFile:
         except OSError as error:
             raise self._unwritable(error) from None
         if self._stream.tell() == 0 and not self.jsonl:
-            self._append(_csv_line(ROW_FIELDS))
+            self._append(_csv_line(self.fields))
 
     def _unwritable(self, error: OSError) -> OutputError:
         return OutputError(
@@ -141,13 +145,13 @@ class ResultsFile:
         if not lines:
             raise self._not_ours("it has no header line")
         header = next(csv.reader([lines[0]]))
-        if tuple(header) != ROW_FIELDS:
+        if tuple(header) != self.fields:
             raise self._not_ours("its columns differ")
         rows = []
         for number, values in enumerate(csv.reader(lines[1:]), start=2):
-            if len(values) != len(ROW_FIELDS):
+            if len(values) != len(self.fields):
                 raise self._not_ours(f"line {number} has {len(values)} columns")
-            rows.append(dict(zip(ROW_FIELDS, values)))
+            rows.append(dict(zip(self.fields, values)))
         return rows, complete
 
     def _rewrite(self, rows: list[dict[str, Any]]) -> None:
@@ -158,7 +162,7 @@ class ResultsFile:
         try:
             with os.fdopen(fd, "w", newline="", encoding="utf-8") as stream:
                 if not self.jsonl:
-                    stream.write(_csv_line(ROW_FIELDS))
+                    stream.write(_csv_line(self.fields))
                 for row in rows:
                     stream.write(self._render(row))
                 stream.flush()
@@ -179,8 +183,8 @@ class ResultsFile:
 
     def _render(self, row: dict[str, Any]) -> str:
         if self.jsonl:
-            return json.dumps({name: row.get(name) for name in ROW_FIELDS}) + "\n"
-        return _csv_line([_csv_cell(row.get(name)) for name in ROW_FIELDS])
+            return json.dumps({name: row.get(name) for name in self.fields}) + "\n"
+        return _csv_line([_csv_cell(row.get(name)) for name in self.fields])
 
     def _append(self, text: str) -> None:
         if self._stream is None:

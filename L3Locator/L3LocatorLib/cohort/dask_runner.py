@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from .deps import require_dask
 
@@ -71,7 +71,7 @@ class DaskSession:
             if options.address == "local":
                 self.cluster = distributed.LocalCluster(
                     n_workers=options.workers, threads_per_worker=1, processes=True,
-                    memory_limit=options.memory_limit, dashboard_address=None,
+                    memory_limit=options.memory_limit, dashboard_address=":0",
                     silence_logs=logging.ERROR,
                 )
                 self.client = distributed.Client(self.cluster)
@@ -164,20 +164,3 @@ def _peak_rss_mb() -> float:
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
-
-
-def serial_rows(items: Iterable[Item], fn: Callable[..., Row], *args: Any) -> Iterator[Row]:
-    """The same rows in this process, in item order (``fn`` handles its own errors)."""
-    for item in items:
-        yield fn(item, *args)
-
-
-def rows_for(items: Iterable[Item], fn: Callable[..., Row], *args: Any,
-             session: Optional[DaskSession] = None,
-             error_row: Optional[Callable[[Item, str], Row]] = None) -> Iterator[Row]:
-    """Rows on ``session`` when given, else in this process."""
-    if session is None:
-        return serial_rows(items, fn, *args)
-    if error_row is None:
-        raise ValueError("error_row is needed when running on Dask")
-    return dask_rows(session, items, fn, *args, error_row=error_row)

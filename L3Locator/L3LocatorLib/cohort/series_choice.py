@@ -92,7 +92,7 @@ def skip_reason(series: SeriesInfo, policy: SeriesPolicy = DEFAULT_POLICY) -> Op
         return f"not axial (image planes {tilt:.0f} degrees from axial)"
     if series.n_images < 2 or not series.positions_mm:
         return "a single image, not a stack of slices"
-    if series.extent_mm < policy.min_coverage_mm:
+    if series.extent_mm < policy.min_coverage_mm - 0.5:  # rounding in the positions
         return (f"covers only {series.extent_mm:.0f} mm head to foot (at least "
                 f"{policy.min_coverage_mm:.0f} mm needed)")
     return None

@@ -1,8 +1,11 @@
-"""Units of cohort work: one ``ScanTask`` (a volume file or one DICOM series) -> one row.
+"""Units of cohort work: one ``ScanTask`` (a scan of the batch loop plus its cohort columns)
+-> one results row.
 
-``run_task`` is what a serial loop and every Dask worker call; it never raises (a bad
-scan becomes an error row) and keeps the loaded model per process, so a worker loads it
-once however many scans it runs.
+``run_task`` is what the cohort's serial row source and every Dask worker call; it never
+raises (a bad scan becomes an error row) and keeps the loaded model per process, so a
+worker loads it once however many scans it runs. Rows have the batch loop's columns
+(``report.ROW_FIELDS``: ``input`` the resolved folder or file, ``series`` the DICOM series
+UID) plus ``COHORT_FIELDS`` (and ``IDENTIFIER_FIELDS`` only when asked for).
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
-from ..errors import InputError, L3LocatorError
-from ..report import result_row, scan_stem
-from ..volume import Volume, read_volume, volume_from_sitk
+from ..errors import L3LocatorError
+from ..inputs import ScanInput, find_scans, read_input
+from ..qa import qa_file_name
+from ..report import ROW_FIELDS, result_row
+from ..volume import MAX_SCAN_BYTES, Volume, is_volume_file
 from .dicom_tree import SeriesInfo, group_by_study, scan_tree
 from .series_choice import (
     CHOSEN,
@@ -31,14 +36,19 @@ log = logging.getLogger(__name__)
 
 #: Row status of a series or study that was not run (why: ``message``).
 STATUS_SKIPPED = "skipped"
-#: Row fields added by cohort runs (after the ordinary result fields).
+#: Row fields added by cohort runs (after the batch loop's fields).
 COHORT_FIELDS = (
-    "study_uid", "series_uid", "series_number", "series_description", "n_images",
-    "series_choice", "series_reason", "other_series", "exported",
+    "study_uid", "series_number", "series_description", "n_images", "series_choice",
+    "series_reason", "other_series", "exported",
 )
-#: Row fields that identify the patient; present only when asked for.
+#: Row fields that identify the patient; filled only when asked for.
 IDENTIFIER_FIELDS = ("patient_id", "patient_name", "accession_number", "study_date")
 SERIES_MODES = ("best", "all")
+
+
+def row_fields(patient_ids: bool = False) -> tuple[str, ...]:
+    """The columns of a cohort results file."""
+    return ROW_FIELDS + COHORT_FIELDS + (IDENTIFIER_FIELDS if patient_ids else ())
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,7 @@ class TaskOptions:
     model: Optional[str] = None  #: model metadata JSON; None: the shipped model
     device: str = "auto"
     views: str = "both"
+    max_bytes: float = MAX_SCAN_BYTES  #: larger scans are refused before reading
     export_dir: Optional[str] = None  #: write L3 slices here (see ``slice_export``)
     neighbours: int = 0  #: slices exported on each side of the L3 slice
     qa_dir: Optional[str] = None  #: write a QA picture per scan here
@@ -55,24 +66,50 @@ class TaskOptions:
 
 @dataclass
 class ScanTask:
-    """One row's worth of work.
+    """One row's worth of work: a scan of the batch loop, the cohort columns of its row,
+    and the name prefix of its exported slices. A scan with a ``problem`` is not read:
+    its row is an error, or ``skipped`` when ``skip`` (an unusable series or study)."""
 
-    ``key`` is the row's ``input`` (unique; what ``--resume`` matches). ``files`` is one
-    image file, or the files of one DICOM series sorted along the slice normal. A task
-    with ``skip`` set reads nothing: its row has status ``skipped`` and that message.
-    """
-
-    key: str
-    files: tuple[str, ...]
-    dicom: bool = False
+    scan: ScanInput
     fields: dict[str, Any] = field(default_factory=dict)
-    skip: str = ""
-    export_stem: str = ""
+    stem: str = ""
+    skip: bool = False
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.scan.key
 
 
-def tasks_for_files(paths: Iterable[Union[str, os.PathLike[str]]]) -> list[ScanTask]:
-    """One task per volume file (NIfTI, NRRD, MHA) or DICOM series folder, as given."""
-    return [ScanTask(str(p), (str(p),), export_stem=scan_stem(Path(p))) for p in paths]
+def tasks_for_scans(scans: Sequence[ScanInput]) -> list[ScanTask]:
+    """Tasks for scans found by ``inputs.find_scans`` (every series, no choice)."""
+    return [ScanTask(s, {"series_description": s.description or None}, s.stem) for s in scans]
+
+
+def tasks_for_inputs(
+    paths: Sequence[Union[str, os.PathLike[str]]],
+    series_mode: str = "best",
+    patient_ids: bool = False,
+    policy: SeriesPolicy = DEFAULT_POLICY,
+) -> list[ScanTask]:
+    """Tasks for what the user named: volume files as they are, DICOM under every folder
+    grouped by study and series from headers (pydicom), the series chosen per
+    ``series_mode`` (see ``tasks_for_tree``). Missing paths become error rows."""
+    tasks: list[ScanTask] = []
+    folders: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            folders.append(path)
+            volume_files = sorted(
+                Path(folder) / name for folder, _, names in os.walk(path) for name in names
+                if is_volume_file(Path(name)) and not name.startswith(".")
+            )
+            tasks.extend(tasks_for_scans(find_scans(volume_files)))
+        else:
+            tasks.extend(tasks_for_scans(find_scans([path])))
+    if folders:
+        tasks.extend(tasks_for_tree(folders, series_mode, patient_ids, policy))
+    return tasks
 
 
 def tasks_for_tree(
@@ -103,13 +140,13 @@ def tasks_for_tree(
             d = chosen[0]
             tasks.append(_series_task(d.series, d.choice, d.reason, others, patient_ids))
             continue
-        first = study_series[0]
         folder = os.path.commonpath([s.folder for s in study_series])
-        task = _series_task(first, SKIPPED, "no usable series", others, patient_ids,
-                            skip=f"No series in this study suits finding L3 ({others}).")
-        task.key = f"{folder}#{study_uid}"
-        for name in ("series_uid", "series_number", "series_description", "n_images"):
-            task.fields[name] = None
+        problem = f"No series in this study suits finding L3 ({others})."
+        task = _series_task(study_series[0], SKIPPED, "no usable series", others, patient_ids,
+                            skip=problem)
+        # One row for the study: keyed by its folder and UID (no series was chosen).
+        task.scan = ScanInput(Path(f"{Path(folder).resolve()}#{study_uid}"), problem=problem)
+        task.fields.update(series_number=None, series_description=None, n_images=None)
         tasks.append(task)
     return tasks
 
@@ -119,7 +156,6 @@ def _series_task(series: SeriesInfo, choice: str, reason: str, others: str, pati
     h = series.first
     fields: dict[str, Any] = {
         "study_uid": series.study_uid,
-        "series_uid": series.series_uid,
         "series_number": series.series_number,
         "series_description": series.description,
         "n_images": series.n_images,
@@ -130,31 +166,15 @@ def _series_task(series: SeriesInfo, choice: str, reason: str, others: str, pati
     if patient_ids:
         fields.update(patient_id=h.patient_id, patient_name=h.patient_name,
                       accession_number=h.accession_number, study_date=h.study_date)
-    return ScanTask(series.key, tuple(series.files), dicom=True, fields=fields, skip=skip,
-                    export_stem=f"{series.study_uid}__{series.series_uid}")
+    scan = ScanInput(Path(series.folder).resolve(), series_uid=series.series_uid,
+                     files=tuple(Path(f).resolve() for f in series.files),
+                     description=series.description, problem=skip)
+    return ScanTask(scan, fields, f"{series.study_uid}__{series.series_uid}", skip=bool(skip))
 
 
-def read_series_files(files: Sequence[str], name: str = "") -> Volume:
-    """Read one DICOM series from its files, in the given order (HU, RAS geometry)."""
-    import SimpleITK as sitk
-
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(list(files))
-    try:
-        image = reader.Execute()
-    except RuntimeError as error:
-        raise InputError(
-            f"{name or files[0]}: the DICOM series could not be read ({str(error).strip()[-200:]}"
-            "). Some files may be missing or damaged."
-        ) from None
-    return volume_from_sitk(image, name=name)
-
-
-def read_task(task: ScanTask) -> Volume:
-    """The task's CT volume."""
-    if task.dicom:
-        return read_series_files(task.files, name=task.fields.get("series_description") or "")
-    return read_volume(task.files[0])
+def read_task(task: ScanTask, max_bytes: float = MAX_SCAN_BYTES) -> Volume:
+    """The task's CT volume (``inputs.read_input``: DICOM geometry from slice positions)."""
+    return read_input(task.scan, max_bytes=max_bytes)
 
 
 _MODELS: dict[tuple[Optional[str], str], Any] = {}
@@ -170,56 +190,69 @@ def cached_model(options: TaskOptions) -> Any:
     return _MODELS[key]
 
 
+def warm_up(options: TaskOptions) -> None:
+    """Load the model in this process now (``Client.run`` on every Dask worker), so the
+    first scans do not wait for it; returns nothing (a model cannot travel back)."""
+    cached_model(options)
+
+
+def _row(task: ScanTask, **kwargs: Any) -> dict[str, Any]:
+    row = result_row(str(task.scan.path), series=task.scan.series_uid, **kwargs)
+    row.update(task.fields)
+    row.setdefault("exported", None)
+    return row
+
+
 def skipped_row(task: ScanTask) -> dict[str, Any]:
-    """The row of a task that is not run."""
-    row = result_row(task.key, error=task.skip)
+    """The row of a series or study that is not run (status ``skipped``)."""
+    row = _row(task, error=task.scan.problem)
     row["status"] = STATUS_SKIPPED
-    row.update(task.fields, exported=None)
     return row
 
 
 def error_row(task: ScanTask, error: Union[BaseException, str]) -> dict[str, Any]:
     """The row of a task that failed (status ``error``, message for the user)."""
-    row = result_row(task.key, error=error)
-    row.update(task.fields, exported=None)
-    return row
+    return _row(task, error=error)
 
 
 def run_task(task: ScanTask, options: TaskOptions,
-             volume: Optional[Volume] = None, read_s: float = 0.0) -> dict[str, Any]:
-    """Read (unless ``volume`` is given), locate, export: the task's row. Never raises."""
+             volume: Optional[Volume] = None, read_s: Optional[float] = None) -> dict[str, Any]:
+    """Read (unless ``volume`` is given), locate, write the QA picture and the L3 slices:
+    the task's row. Never raises."""
     if task.skip:
         return skipped_row(task)
+    if task.scan.problem:
+        return error_row(task, task.scan.problem)
     from ..locate import locate
 
     try:
         if volume is None:
             start = time.perf_counter()
-            volume = read_task(task)
+            volume = read_task(task, options.max_bytes)
             read_s = time.perf_counter() - start
         result = locate(volume, model=cached_model(options), device=options.device,
                         views=options.views)
-        result.timings_s = {"read": read_s, **result.timings_s}
+        if read_s is not None:
+            result.timings_s = {"read": read_s, **result.timings_s}
     except Exception as error:  # one bad scan must not stop the batch
         if not isinstance(error, L3LocatorError):
-            log.exception("Unexpected error on %s", task.key)
+            log.exception("Unexpected error on %s", task.scan.path)
         return error_row(task, error)
-    row = result_row(task.key, result, qa_png=_qa(task, result, options))
-    row.update(task.fields)
+    row = _row(task, result=result, qa_png=_qa(task, result, options))
     row["exported"] = _export(task, volume, result, options)
     return row
 
 
 def _qa(task: ScanTask, result: Any, options: TaskOptions) -> str:
-    if options.qa_dir is None:
+    if options.qa_dir is None or result.evidence is None:
         return ""
     from ..qa import save_qa_png
 
     try:
-        target = Path(options.qa_dir) / f"{task.export_stem}_l3.png"
-        return str(save_qa_png(result, target, title=task.export_stem[:60]))
+        target = Path(options.qa_dir) / qa_file_name(task.stem, "\0".join(task.key))
+        return str(save_qa_png(result, target, title=task.scan.title))
     except OSError as error:
-        log.warning("Could not write the QA picture for %s: %s", task.key, error)
+        log.warning("Could not write the QA picture for %s: %s", task.scan.path, error)
         return ""
 
 
@@ -229,10 +262,10 @@ def _export(task: ScanTask, volume: Volume, result: Any, options: TaskOptions) -
     from .slice_export import export_slices
 
     try:
-        written = export_slices(volume, result, Path(options.export_dir), task.export_stem,
+        written = export_slices(volume, result, Path(options.export_dir), task.stem,
                                 neighbours=options.neighbours,
-                                dicom_source=task.files[0] if task.dicom else None)
+                                dicom_source=str(task.scan.files[0]) if task.scan.files else None)
     except (OSError, L3LocatorError) as error:
-        log.warning("Could not export the L3 slices of %s: %s", task.key, error)
+        log.warning("Could not export the L3 slices of %s: %s", task.scan.path, error)
         return None
     return " ".join(str(p) for p in written)
