@@ -168,6 +168,7 @@ def test_every_listed_slicer_call_exists_in_the_standin(slicer):
         "slicer": slicer, "qt": qt, "vtk": vtk,
         "volumeNode": slicer.vtkMRMLScalarVolumeNode,
         "transformNode": slicer.vtkMRMLTransformNode,
+        "sliceNode": slicer.vtkMRMLSliceNode,
         "pointListNode": slicer.vtkMRMLMarkupsFiducialNode,
         "parameterNode": slicer.vtkMRMLScriptedModuleNode,
         "slicer.mrmlScene": scene,
