@@ -237,3 +237,33 @@ def test_real_verse_masks_are_read_by_the_verse_convention(path):
         assert lo <= got[name].landmark_s_mm <= hi, name  # the landmark lies in its vertebra
     assert "L3" in got and got["L3"].landmark_s_mm == pytest.approx(
         ref["L3"]["centroid_ras_mm"][2], abs=12.0)
+
+
+def test_checkpoint_average_exports_a_loadable_model(tmp_path):
+    """Two epoch checkpoints (the shipped weights, shifted) averaged and exported: the model
+    loads, and its weights are the mean; integer buffers come from the last epoch."""
+    from L3LocatorLib.network import default_model_path, load_model, read_metadata
+    from training.checkpoints import _epochs, average_states, export_checkpoints
+
+    template = default_model_path()
+    meta = read_metadata(template)
+    if not meta.weights.endswith(".npz"):
+        pytest.skip("the shipped model's weights are not .npz")
+    with np.load(template.parent / meta.weights, allow_pickle=False) as data:
+        base = {k: np.asarray(data[k]) for k in data.files}
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    for epoch, delta in ((1, -0.5), (2, 0.5)):
+        state = {k: (v + delta if np.issubdtype(v.dtype, np.floating) else v + epoch)
+                 for k, v in base.items()}
+        np.savez(run / "checkpoints" / f"epoch_{epoch:03d}.npz", **state)
+    assert _epochs("1-2") == [1, 2] and _epochs("3,5-6") == [3, 5, 6]
+    path = export_checkpoints(run, [1, 2], tmp_path / "avg", template)
+    model = load_model(path)
+    assert model.threshold == pytest.approx(meta.threshold)
+    with np.load(path.parent / read_metadata(path).weights, allow_pickle=False) as data:
+        for k, v in base.items():
+            expected = v if np.issubdtype(v.dtype, np.floating) else v + 2
+            np.testing.assert_allclose(data[k], expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="different parameters"):
+        average_states([{"a": np.zeros(2)}, {"b": np.zeros(2)}])

@@ -10,8 +10,14 @@ of one phantom, with the L3 landmark row in red, the other levels T12..S1 as
 short green ticks, and a caption (preset, seed, variants, "no L3" when L3 is
 outside the field of view). The first panels are the real scans in
 ``../shared/data`` when present: ``real_skeleton_ct328.nrrd`` (bone only, 0 HU
-background; L3 centroid from ``truth.json``) and a CT synthesised from
-``real_labelmap_ct327.nrrd`` by ``labelmap_to_ct``.
+background; L3 centroid from ``truth.json``), the real contrast chest CT
+``real_chest_ct_lidc0001.nii.gz`` (soft tissue, arms, no table in the file), a CT
+synthesised from ``real_labelmap_ct327.nrrd`` by ``labelmap_to_ct``, and CTs
+synthesised from the VerSe vertebra-only masks (completed with synthetic ribs,
+pelvis and soft tissue by ``labelmap_phantom``). ``--lidc-synthetic`` adds the
+chest CT's own label map rendered by ``labelmap_to_ct`` beside it, to compare
+the renderer with the real image of the same patient (a visual check only: that
+map is a validation case, never training data).
 """
 
 from __future__ import annotations
@@ -73,12 +79,18 @@ def _panel(volume, marks: dict[str, float], caption: str, config) -> np.ndarray:
     return np.asarray(canvas)
 
 
-def _real_panels(config) -> list[np.ndarray]:
+def _truth_marks(name: str) -> dict[str, float]:
+    truth = json.loads((SHARED_DATA / "truth.json").read_text())[name]["vertebrae"]
+    return {k: v["centroid_ras_mm"][2] for k, v in truth.items() if k in LEVELS}
+
+
+def _real_panels(config, lidc_synthetic: bool = False) -> list[np.ndarray]:
+    from L3LocatorLib.volume import read_volume
+
     panels = []
     truth_path = SHARED_DATA / "truth.json"
     ct328 = SHARED_DATA / "real_skeleton_ct328.nrrd"
     if ct328.is_file() and truth_path.is_file():
-        from L3LocatorLib.volume import read_volume
 
         truth = json.loads(truth_path.read_text())["real_skeleton_ct328.nrrd"]["vertebrae"]
         marks = {k: v["centroid_ras_mm"][2] for k, v in truth.items() if k in LEVELS}
@@ -90,17 +102,41 @@ def _real_panels(config) -> list[np.ndarray]:
     cmap = SHARED_DATA / "class_map_ct327.json"
     if ct327.is_file() and cmap.is_file():
         from L3LocatorLib.phantoms.labelmap_ct import labelmap_to_ct
-        from L3LocatorLib.volume import read_volume
 
         volume, truth = labelmap_to_ct(read_volume(ct327), json.loads(cmap.read_text()), seed=1)
         marks = {v.name: v.landmark_s_mm for v in truth.vertebrae if v.name in LEVELS}
         panels.append(_panel(volume, marks, "ct327 label map -> CT\nL3 landmark (derived)",
                              config))
+    chest = SHARED_DATA / "real_chest_ct_lidc0001.nii.gz"
+    if chest.is_file() and (SHARED_DATA / "truth.json").is_file():
+        panels.append(_panel(read_volume(chest), _truth_marks(chest.name),
+                             "REAL chest CT lidc0001\ncontrast, arms; centroids", config))
+        chest_map = SHARED_DATA / "real_chest_labelmap_lidc0001.nii.gz"
+        if lidc_synthetic and chest_map.is_file():
+            from L3LocatorLib.phantoms.label_conventions import resolve_class_map
+            from L3LocatorLib.phantoms.labelmap_ct import labelmap_to_ct
+
+            volume, truth = labelmap_to_ct(read_volume(chest_map), resolve_class_map(chest_map),
+                                           seed=1, contrast="arterial", table=False)
+            marks = {v.name: v.landmark_s_mm for v in truth.vertebrae if v.name in LEVELS}
+            panels.append(_panel(volume, marks, "lidc0001 label map -> CT\n(visual check only)",
+                                 config))
+    for i, path in enumerate(sorted(SHARED_DATA.glob("real_vertebrae_labelmap_verse*.nii.gz"))):
+        from L3LocatorLib.phantoms.label_conventions import resolve_class_map
+        from L3LocatorLib.phantoms.labelmap_ct import labelmap_phantom
+
+        volume, truth = labelmap_phantom(read_volume(path), resolve_class_map(path), seed=i,
+                                         fov="full", flip=False)
+        marks = {v.name: v.landmark_s_mm for v in truth.vertebrae if v.name in LEVELS}
+        name = path.name.split("_")[-1].split(".")[0]
+        panels.append(_panel(volume, marks, f"{name} VerSe mask + synthetic\nribs, pelvis, "
+                             f"soft tissue ({truth.extras.get('contrast')})", config))
     return panels
 
 
 def make_sheet(out: Path, n: int = 16, seed: int = 0, columns: int = 6,
-               options: dict | None = None, real: bool = True) -> Path:
+               options: dict | None = None, real: bool = True,
+               lidc_synthetic: bool = False) -> Path:
     """Write the contact sheet PNG; returns its path."""
     from PIL import Image
 
@@ -108,7 +144,7 @@ def make_sheet(out: Path, n: int = 16, seed: int = 0, columns: int = 6,
     from L3LocatorLib.projection import PreprocessConfig
 
     config = PreprocessConfig()
-    panels = _real_panels(config) if real else []
+    panels = _real_panels(config, lidc_synthetic) if real else []
     presets = [p for p in SHEET_PRESETS for _ in range(2)][:n]
     presets += ["random"] * (n - len(presets))
     for i, preset in enumerate(presets):
@@ -155,10 +191,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="phantom voxel size i j k in mm (default: the preset's)")
     parser.add_argument("--no-real", action="store_true",
                         help="leave out the real-CT panels (faster)")
+    parser.add_argument("--lidc-synthetic", action="store_true",
+                        help="also render the chest CT's label map (visual check only)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     options = {"spacing": tuple(args.spacing)} if args.spacing else {}
-    make_sheet(args.out, args.n, args.seed, args.columns, options, real=not args.no_real)
+    make_sheet(args.out, args.n, args.seed, args.columns, options, real=not args.no_real,
+               lidc_synthetic=args.lidc_synthetic)
     return 0
 
 
