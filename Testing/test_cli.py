@@ -392,3 +392,34 @@ def test_dicom_tree_one_row_per_input_each_error_explained(tmp_path, model_json,
     assert any("empty" in m for m in messages)
     assert any("cannot be opened" in m and "IM0001" in m for m in messages)
     assert any("no such file" in m for m in messages)
+
+
+def test_interrupted_batch_exits_3_and_keeps_its_rows(phantom_files, model_json, tmp_path):
+    """Ctrl-C: exit status 3 (the shared list in ``batch``), finished rows kept, resumable."""
+    from L3LocatorLib.batch import EXIT_STOPPED
+
+    source, _ = phantom_files["with_l3"]
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    for n in range(8):
+        shutil.copy(source, cohort / f"scan{n}.nii.gz")
+    output = tmp_path / "results.jsonl"
+    command = [sys.executable, "-m", "L3LocatorLib.cli", "locate", str(cohort),
+               "--model", str(model_json), "--output", str(output)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if output.exists() and output.read_text().count("\n") >= 1:
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.05)
+    _, err = proc.communicate(timeout=120)
+    done = [json.loads(line)["input"] for line in output.read_text().splitlines()]
+    if proc.returncode == 0:  # finished before the signal arrived
+        assert len(done) == 8
+        return
+    assert proc.returncode == EXIT_STOPPED and "add --resume to continue" in err, err
+    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    final = [json.loads(line)["input"] for line in output.read_text().splitlines()]
+    assert sorted(final) == sorted(str(p) for p in cohort.iterdir())

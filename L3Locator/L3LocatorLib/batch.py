@@ -55,8 +55,9 @@ from .volume import GB, MAX_SCAN_BYTES
 
 log = logging.getLogger(__name__)
 
-#: Exit statuses of both batch front ends.
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+#: Exit statuses of both batch front ends: no scan failed; some did; bad usage (options,
+#: results file, missing packages); the batch stopped (interrupted, or a bug).
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
 #: ``--device`` choices ("gpu:N" is accepted by ``network.resolve_device`` too).
 DEVICE_CHOICES = ("auto", "cpu", "gpu")
 

@@ -16,7 +16,8 @@ a one-line summary on stderr at the end. ``needs_review`` is true when the level
 should be checked by a person, for the reasons in ``review``. Every input named or
 found gets a row, including those that cannot be read. Exit status: 0 when no scan
 errored, 1 when any did, 2 on bad usage or a results file that cannot be used
-(exists without --resume, not ours, locked by another batch, not writable).
+(exists without --resume, not ours, locked by another batch, not writable), 3 when
+interrupted (the finished rows are kept).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .batch import (
     DEVICE_CHOICES,
     EXIT_OK,
     EXIT_SOME_FAILED,
+    EXIT_STOPPED,
     EXIT_USAGE,
     add_batch_arguments,
     read_scan_volume,
@@ -142,6 +144,10 @@ def run_locate(args: argparse.Namespace) -> int:
             qa_dir=args.qa_dir,
             on_row=_print_row,
         )
+    except KeyboardInterrupt:
+        where = f"are in {args.output}; add --resume to continue" if results else "were printed"
+        print(f"Interrupted. The finished rows {where}.", file=sys.stderr)
+        return EXIT_STOPPED
     finally:
         if results is not None:
             results.close()
