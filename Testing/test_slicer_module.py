@@ -944,6 +944,7 @@ def test_headless_verbose_controls_progress_lines(tmp_path, one_ct, verbose):
     proc = run_headless(*args)
     assert proc.returncode == 1, proc.stderr
     assert ("Loading " in proc.stderr) == verbose, proc.stderr
+    assert ("[INFO]" in proc.stderr) == verbose, proc.stderr  # no INFO without --verbose
     rows = list(csv.DictReader((tmp_path / "r.csv").open()))
     assert [r["status"] for r in rows] == ["error"]
     assert "no-such-model.json" in rows[0]["message"]
