@@ -126,3 +126,64 @@ def test_dicom_recognised_whatever_its_name(tmp_path, name):
         path.rename(path.with_name(f"{name}.{n}" if n else name))
     [scan] = find_scans([tmp_path / "s"])
     assert len(scan.files) == len(files)
+
+
+def test_linked_folders_are_followed_once_and_link_loops_end(tmp_path):
+    real = tmp_path / "store" / "patient9"
+    real.mkdir(parents=True)
+    write_volume(_volume(), real / "ct.nii.gz")
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    (cohort / "patient9").symlink_to(real, target_is_directory=True)
+    (cohort / "again").symlink_to(real, target_is_directory=True)
+    (cohort / "loop").symlink_to(cohort, target_is_directory=True)
+    scans = find_scans([cohort])
+    assert [s.path for s in scans] == [(real / "ct.nii.gz").resolve()]
+
+
+def _enhanced_ct(path: Path, array: np.ndarray, spacing: tuple[float, float, float]) -> None:
+    """An enhanced (multi-frame) CT file: one file, one frame per slice."""
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"  # Enhanced CT Image Storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, generate_uid()
+    ds.Modality, ds.SeriesInstanceUID, ds.StudyInstanceUID = "CT", generate_uid(), generate_uid()
+    ds.NumberOfFrames, ds.Rows, ds.Columns = array.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    measures = Dataset()
+    measures.PixelSpacing = [spacing[1], spacing[0]]
+    measures.SliceThickness = measures.SpacingBetweenSlices = spacing[2]
+    orientation = Dataset()
+    orientation.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    shared = Dataset()
+    shared.PixelMeasuresSequence, shared.PlaneOrientationSequence = [measures], [orientation]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    frames = []
+    for k in range(array.shape[0]):
+        position, frame = Dataset(), Dataset()
+        position.ImagePositionPatient = [0.0, 0.0, spacing[2] * k]
+        frame.PlanePositionSequence = [position]
+        frames.append(frame)
+    ds.PerFrameFunctionalGroupsSequence = frames
+    ds.PixelData = np.ascontiguousarray(array, dtype="<i2").tobytes()
+    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+
+
+def test_a_multi_frame_dicom_file_is_one_scan(tmp_path):
+    array = np.asarray(_volume().array, np.int16)
+    (tmp_path / "mf").mkdir()
+    _enhanced_ct(tmp_path / "mf" / "ENHANCED", array, (2.0, 2.0, 2.5))
+    [scan] = find_scans([tmp_path / "mf"])
+    assert len(scan.files) == 1 and not scan.problem
+    volume = read_input(scan)
+    np.testing.assert_array_equal(volume.array, array)
+    np.testing.assert_allclose(volume.spacing, [2.0, 2.0, 2.5])
+    assert scan_bytes(scan) >= array.size * 2

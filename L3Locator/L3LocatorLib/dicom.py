@@ -104,6 +104,7 @@ class DicomHeader:
     series_uid: str
     description: str
     size_ij: tuple[int, int]
+    n_frames: int  #: images in the file (more than 1 for an enhanced multi-frame CT)
     bytes_per_voxel: int
     position: Optional[tuple[float, float, float]]
     orientation: Optional[tuple[float, ...]]
@@ -139,6 +140,7 @@ def read_dicom_header(path: Path) -> Optional[DicomHeader]:
         series_uid=tag("0020|000e"),
         description=tag("0008|103e"),
         size_ij=(int(size[0]), int(size[1])),
+        n_frames=int(size[2]) if len(size) > 2 else 1,
         bytes_per_voxel=_bytes_per_voxel(reader.GetPixelID()),
         position=numbers("0020|0032", 3),  # type: ignore[arg-type]
         orientation=numbers("0020|0037", 6),
@@ -173,7 +175,8 @@ def series_bytes(files: Sequence[Path]) -> int:
     header = read_dicom_header(Path(files[0])) if files else None
     if header is None:
         return 0
-    return header.size_ij[0] * header.size_ij[1] * len(files) * max(header.bytes_per_voxel, 2)
+    n_images = header.n_frames if len(files) == 1 else len(files)
+    return header.size_ij[0] * header.size_ij[1] * n_images * max(header.bytes_per_voxel, 2)
 
 
 @dataclass(frozen=True)

@@ -172,8 +172,13 @@ def _search_folder(root: Path) -> list[ScanInput]:
             f"{where}: this folder cannot be read ({error.strerror or error}). Check that "
             "you may open it.")))
 
-    for folder, subfolders, names in os.walk(root, onerror=on_error):
-        subfolders.sort()
+    visited = {os.path.realpath(root)}
+    # Linked folders are followed (a cohort assembled from links is common); each real
+    # folder is searched once, so link loops end.
+    for folder, subfolders, names in os.walk(root, onerror=on_error, followlinks=True):
+        real = [(name, os.path.realpath(os.path.join(folder, name))) for name in sorted(subfolders)]
+        subfolders[:] = [name for name, target in real if target not in visited]
+        visited.update(target for _, target in real)
         folder_path = Path(folder)
         names = sorted(n for n in names if not is_ignored_name(n))
         if not names and not subfolders:

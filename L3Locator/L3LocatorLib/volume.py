@@ -373,6 +373,15 @@ def read_dicom(headers: Sequence[DicomHeader], name: str, *,
     if not headers:
         raise InputError(f"{name}: the DICOM series holds no image files.")
     first = headers[0]
+    if len(headers) == 1 and first.n_frames > 1:
+        # An enhanced multi-frame CT: one file holds the whole volume and its geometry.
+        check_size(name, (*first.size_ij, first.n_frames), first.bytes_per_voxel, max_bytes)
+        try:
+            image = _sitk().ReadImage(str(first.path))
+        except RuntimeError as error:
+            raise InputError(f"{name}: the multi-frame DICOM file could not be read "
+                             f"({first_line(error)}).") from None
+        return volume_from_sitk(image, name=name)
     check_size(name, (*first.size_ij, len(headers)), first.bytes_per_voxel, max_bytes)
     array, ijk_to_ras = read_dicom_files(headers, name)
     return Volume(array, ijk_to_ras, name)
