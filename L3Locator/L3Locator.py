@@ -92,7 +92,7 @@ volume's own slice axis, from 0), the slice used for body composition;</li>
 <li><b>Confidence</b>: 0 to 1; low values mean the scan looks unusual to the model,
 check the level by counting the vertebrae;</li>
 <li>the two projections with the predicted level drawn on them, to check at a glance.</li>
-<li>when the level should be checked by eye, the point is labelled <b>L3?</b> and the status
+<li><b>Check</b>: when the level should be checked by eye, the point is labelled <b>L3?</b> and this
 line says why: the confidence is low, the scan ends or begins within one vertebra of L3 (so
 the level was counted from one end of the spine only), or the spine looks atypical.</li>
 </ul>
@@ -414,7 +414,7 @@ class L3LocatorLogic(ScriptedLoadableModuleLogic):
             device: "auto", "cpu" or "gpu". views: "both", "frontal" or "sagittal".
             pointListNode: the point list to update (default: the one this module
                 made for this volume, or a new one).
-            jump: centre the slice views on the point.
+            jump: show the reported slice in the slice views (``showL3Slice``).
             opts: passed on to ``L3LocatorLib.locate.locate``.
 
         Returns the ``L3Result``; raises ``L3LocatorError`` subclasses with messages for
