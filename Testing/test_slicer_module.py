@@ -950,6 +950,14 @@ def test_headless_verbose_controls_progress_lines(tmp_path, one_ct, verbose):
     assert "no-such-model.json" in rows[0]["message"]
 
 
+def test_headless_ends_even_when_slicers_exit_fails(tmp_path, one_ct):
+    proc = run_headless("--input", one_ct, "--output", tmp_path / "r.csv",
+                        "--model", tmp_path / "no-such-model.json",
+                        standin=("--broken-exit",))
+    assert proc.returncode == 1  # the batch's own status (one error row)
+    one_line_failure(proc, "could not be closed normally")
+
+
 def test_headless_failed_save_scene_is_an_error_row_and_the_batch_exits(tmp_path):
     """--save-scene into a place that cannot be written: the scan's row says so, the
     batch goes on and ends with status 1 (real pipeline and the shipped model)."""

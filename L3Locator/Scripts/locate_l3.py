@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -278,7 +279,8 @@ def _printRow(row: dict) -> None:
 
 
 def exitSlicer(status: int) -> None:
-    """End the application with ``status``. Outside Slicer (plain Python) exit normally."""
+    """End the application with ``status``. Outside Slicer (plain Python) exit normally.
+    Should Slicer's own exit fail, the process ends anyway: a batch must never hang."""
     try:
         import slicer
 
@@ -287,7 +289,11 @@ def exitSlicer(status: int) -> None:
         sys.exit(status)
     sys.stdout.flush()
     sys.stderr.flush()
-    exitApplication(status)
+    try:
+        exitApplication(status)
+    except Exception as error:  # noqa: BLE001 - whatever it is, the process must end
+        _say(f"Slicer could not be closed normally ({type(error).__name__}); ending it.")
+        os._exit(status)
 
 
 def _say(message: str) -> None:

@@ -16,7 +16,8 @@ Base/Python/slicer/slicerqt.py):
 Stand-in options (before ``--``): ``--version 5.8`` (which Slicer to imitate),
 ``--pip-fails`` (pip exits with status 1, as it does offline), ``--hide-distribution NAME``
 (importlib.metadata does not find NAME: a Slicer where it was never installed),
-``--block-import NAME`` (``import NAME`` fails: a broken installation).
+``--block-import NAME`` (``import NAME`` fails: a broken installation), ``--broken-exit``
+(``slicer.util.exit`` raises, as with an application object it does not expect).
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ def main() -> None:
     parser.add_argument("--pip-fails", action="store_true")
     parser.add_argument("--hide-distribution", action="append", default=[])
     parser.add_argument("--block-import", action="append", default=[])
+    parser.add_argument("--broken-exit", action="store_true")
     argv = sys.argv[1:]
     rest = []
     if "--" in argv:
@@ -100,6 +102,11 @@ def main() -> None:
     slicer.reset(version=options.version)
     slicer.util.pipFailure["returncode"] = 1 if options.pip_fails else 0
     slicer.app.commandOptions().pythonScript = options.python_script
+    if options.broken_exit:
+        def brokenExit(status=0):
+            raise AttributeError("'qSlicerApplication' object has no attribute 'commandOptions'")
+
+        slicer.util.exit = brokenExit
 
     script = os.path.abspath(options.python_script)
     sys.argv = [script, *rest]
