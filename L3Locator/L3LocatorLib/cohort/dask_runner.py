@@ -62,6 +62,9 @@ class DaskSession:
         distributed = require_dask()
         import dask
 
+        if not logging.getLogger().isEnabledFor(logging.INFO):
+            # Dask logs every connection at INFO; show its warnings only, unless --verbose.
+            logging.getLogger("distributed").setLevel(logging.WARNING)
         self.options = options
         self.cluster: Any = None
         self._config = dask.config.set(LOCAL_DASK_CONFIG) if options.address == "local" else None
