@@ -332,3 +332,14 @@ def test_command_on_a_local_cluster_matches_serial_and_resumes(export, tmp_path)
     resumed = _csv_rows(on_dask)
     assert len(resumed) == len(expected)
     assert sorted(map(_comparable, resumed)) == expected
+
+
+@pytest.mark.parametrize(("module", "option"), [("pydicom", ["--series", "best"]),
+                                                ("dask.distributed", ["--cluster", "local"])])
+def test_command_without_the_cohort_extra_says_what_to_install(export, tmp_path, capsys,
+                                                               monkeypatch, module, option):
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+    output = tmp_path / "rows.csv"
+    assert _locate(export.root, *option, "--output", output) == 2
+    assert "pip install 'l3locator[cohort]'" in capsys.readouterr().err
+    assert not output.exists()

@@ -21,6 +21,7 @@ from ..errors import L3LocatorError
 from ..inputs import ScanInput, find_scans
 from ..results import ResultsFile
 from ..volume import GB
+from .deps import require_dask
 from .tasks import (
     SERIES_MODES,
     ScanTask,
@@ -148,6 +149,8 @@ def run_cohort(args: argparse.Namespace, on_row: Callable[[Row], None]) -> tuple
         neighbours=args.neighbours, qa_dir=str(args.qa_dir) if args.qa_dir else None,
     )
     try:
+        if args.cluster:  # say what to install before anything is read or written
+            require_dask()
         if args.series:
             tasks = tasks_for_inputs(args.inputs, args.series, args.patient_ids)
         else:
