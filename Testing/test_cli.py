@@ -170,7 +170,7 @@ def test_paddle_not_installed(phantom_files, model_json, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "L3LocatorLib.cli", "locate", str(with_l3),
          "--model", str(model_json)],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True, encoding="utf-8", errors="replace", env=env, timeout=120,
     )
     assert proc.returncode == 1, proc.stderr
     row = json.loads(proc.stdout.splitlines()[-1])
@@ -220,7 +220,8 @@ def test_resume_after_an_interrupted_batch_gives_each_input_once(
     proc.wait(timeout=60)
     done_before = [json.loads(line)["input"] for line in output.read_text().splitlines()]
     assert 1 <= len(done_before) <= len(inputs)
-    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(command + ["--resume"], capture_output=True, encoding="utf-8",
+                             errors="replace", timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     printed = [json.loads(line)["input"] for line in resumed.stdout.splitlines()]
     assert not set(printed) & set(done_before)
@@ -307,7 +308,7 @@ def test_a_second_batch_on_the_same_output_is_refused(phantom_files, model_json,
         proc = subprocess.run(
             [sys.executable, "-m", "L3LocatorLib.cli", "locate", str(with_l3),
              "--model", str(model_json), "--output", str(output), "--resume"],
-            capture_output=True, text=True, timeout=120)
+            capture_output=True, encoding="utf-8", errors="replace", timeout=120)
     assert proc.returncode == 2 and "another L3 Locator batch" in proc.stderr
     assert proc.stdout == ""
 
@@ -406,7 +407,8 @@ def test_interrupted_batch_exits_3_and_keeps_its_rows(phantom_files, model_json,
     output = tmp_path / "results.jsonl"
     command = [sys.executable, "-m", "L3LocatorLib.cli", "locate", str(cohort),
                "--model", str(model_json), "--output", str(output)]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            encoding="utf-8", errors="replace")
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if output.exists() and output.read_text().count("\n") >= 1:
@@ -419,7 +421,8 @@ def test_interrupted_batch_exits_3_and_keeps_its_rows(phantom_files, model_json,
         assert len(done) == 8
         return
     assert proc.returncode == EXIT_STOPPED and "add --resume to continue" in err, err
-    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(command + ["--resume"], capture_output=True, encoding="utf-8",
+                             errors="replace", timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     final = [json.loads(line)["input"] for line in output.read_text().splitlines()]
     assert sorted(final) == sorted(str(p) for p in cohort.iterdir())

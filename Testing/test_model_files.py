@@ -92,7 +92,8 @@ def test_a_pickle_payload_in_the_weights_never_runs(shipped_copy, tmp_path, kind
     # Nor through the command, in a fresh process.
     proc = subprocess.run(
         [sys.executable, "-m", "L3LocatorLib.cli", "locate", str(tmp_path / "none.nii.gz"),
-         "--model", str(shipped_copy)], capture_output=True, text=True, timeout=120)
+         "--model", str(shipped_copy)], capture_output=True, encoding="utf-8", errors="replace",
+        timeout=120)
     assert proc.returncode == 1 and not marker.exists()
 
 
@@ -184,7 +185,7 @@ def test_a_nan_threshold_cannot_report_l3_on_a_chest_scan(shipped_copy, phantom_
     chest, _ = phantom_files["chest"]
     proc = subprocess.run(
         [sys.executable, "-m", "L3LocatorLib.cli", "locate", str(chest), "--model",
-         str(shipped_copy)], capture_output=True, text=True, timeout=300,
+         str(shipped_copy)], capture_output=True, encoding="utf-8", errors="replace", timeout=300,
         env={**os.environ})
     row = json.loads(proc.stdout.splitlines()[-1])
     assert row["status"] == "error" and "threshold" in row["message"]

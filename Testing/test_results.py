@@ -136,8 +136,8 @@ def test_a_second_writer_is_refused(tmp_path):
             except OutputError as error:
                 print("REFUSED", error)
         """)
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              timeout=60)
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                              encoding="utf-8", errors="replace", timeout=60)
         assert "REFUSED" in proc.stdout and "another L3 Locator batch" in proc.stdout, proc
         assert f"process {os.getpid()}" in proc.stdout
         first.write(_ok("/b.nii.gz"))
