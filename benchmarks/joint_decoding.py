@@ -16,10 +16,10 @@ Scans: random phantoms (3 mm, seeds 880000...) and every cut, degraded copy and
 field-of-view sweep step of the real scans (``benchmarks/real_ct.py``). A scan is
 right when L3 is found inside its extent, or answered absent where L3 is not (or
 only partly) in view. Measured on the shipped model (2026-12-02): 200 phantoms
-198 / 197 / 198 right (alone / run / gaps), ct328 56 / 59 / 56 of 60, the chest CT
-18 / 18 / 18: "run" removes the three false alarms of one ct328 sweep (already
-flagged for review) and loses a child phantom's L3; "gaps" changes nothing. Joint
-decoding is therefore not in the pipeline. The last line is one JSON object.
+198 / 197 / 198 right (alone / run / gaps), ct328 58 / 59 / 58 of 60, the chest CT
+18 / 18 / 18: "run" removes one flagged false alarm of the ct328 sweep and loses a
+child phantom's L3; "gaps" changes nothing. Joint decoding is therefore not in the
+pipeline. The last line is one JSON object.
 """
 
 from __future__ import annotations
