@@ -241,6 +241,28 @@ def test_local_cluster_gives_the_serial_rows(export, dask_session):
     on_dask = list(dask_rows(dask_session, tasks, run_task, OPTIONS, error_row=error_row))
     assert sorted(map(_comparable, serial)) == sorted(map(_comparable, on_dask))
     assert {r["status"] for r in serial} >= {STATUS_OK, STATUS_SKIPPED}
+    loaded = dask_session.client.run(_models_loaded)
+    assert len(loaded) == 2 and set(loaded.values()) <= {0, 1}  # at most once per worker
+    assert sum(loaded.values()) >= 1
+
+
+def _models_loaded() -> int:
+    from L3LocatorLib.cohort import tasks
+
+    return len(tasks._MODELS)
+
+
+@needs_dask
+@pytest.mark.slow
+def test_command_on_an_existing_scheduler(export, dask_session, tmp_path):
+    serial, remote = tmp_path / "serial.csv", tmp_path / "remote.csv"
+    assert _locate(export.root, "--series", "all", "--output", serial) == 0
+    address = dask_session.cluster.scheduler_address
+    assert address.startswith("tcp://")
+    assert _locate(export.root, "--series", "all", "--output", remote, "--cluster", address) == 0
+    assert sorted(map(_comparable, _csv_rows(remote))) == sorted(
+        map(_comparable, _csv_rows(serial)))
+    assert dask_session.threads() == 2  # the cluster is still there: only the client closed
 
 
 def die_once_or_always(task, options, marker_dir: str, once: str, always: str) -> dict:
