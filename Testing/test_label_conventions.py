@@ -267,3 +267,24 @@ def test_checkpoint_average_exports_a_loadable_model(tmp_path):
             np.testing.assert_allclose(data[k], expected, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="different parameters"):
         average_states([{"a": np.zeros(2)}, {"b": np.zeros(2)}])
+
+
+def test_init_weights_from_the_shipped_npz_reproduce_its_outputs():
+    """``--init`` (fine-tuning) starts from exactly the shipped network."""
+    from L3LocatorLib.model import build_model, import_paddle
+    from L3LocatorLib.network import default_model_path, load_model, read_metadata
+    from training.train import load_weights
+
+    path = default_model_path()
+    meta = read_metadata(path)
+    if not meta.weights.endswith(".npz"):
+        pytest.skip("the shipped model's weights are not .npz")
+    paddle = import_paddle()
+    net = build_model(meta.model_config)
+    net.set_state_dict(load_weights(paddle, str(path.parent / meta.weights)))
+    net.eval()
+    x = np.random.default_rng(0).uniform(0, 1, (1, meta.model_config.in_channels, 64, 256))
+    x = x.astype(np.float32)
+    with paddle.no_grad():
+        ours = paddle.nn.functional.sigmoid(net.row_logits(paddle.to_tensor(x))).numpy()
+    np.testing.assert_allclose(ours, load_model(path).predict(x), atol=1e-5)
