@@ -365,3 +365,24 @@ def test_command_without_the_cohort_extra_says_what_to_install(export, tmp_path,
     assert _locate(export.root, *option, "--output", output) == 2
     assert "pip install 'l3locator[cohort]'" in capsys.readouterr().err
     assert not output.exists()
+
+
+def test_command_interrupted_keeps_finished_rows_and_resumes(export, tmp_path, monkeypatch):
+    from L3LocatorLib.cohort import command
+
+    output, calls = tmp_path / "rows.jsonl", []
+    real = command.run_task
+
+    def stop_at_the_third(task, options, **kwargs):
+        calls.append(task.key)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(task, options, **kwargs)
+
+    monkeypatch.setattr(command, "run_task", stop_at_the_third)
+    assert _locate(export.root, "--series", "all", "--output", output) == 3
+    assert len(_csv_rows(output)) == 2
+    monkeypatch.setattr(command, "run_task", real)
+    assert _locate(export.root, "--series", "all", "--output", output, "--resume") == 0
+    rows = _csv_rows(output)
+    assert sorted(r["series"] for r in rows) == sorted(s.series_uid for s in export.series)

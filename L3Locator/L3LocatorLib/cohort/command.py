@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-from ..batch import BatchSummary, run_batch
+from ..batch import EXIT_STOPPED, EXIT_USAGE, BatchSummary, run_batch
 from ..errors import L3LocatorError
 from ..inputs import ScanInput, find_scans
 from ..results import ResultsFile
@@ -141,8 +141,6 @@ def _row_source(tasks: list[ScanTask], options: TaskOptions, session: Any,
 
 def run_cohort(args: argparse.Namespace, on_row: Callable[[Row], None]) -> tuple[int, str]:
     """``locate`` with the cohort options: (exit code, summary line)."""
-    from ..batch import EXIT_USAGE
-
     options = TaskOptions(
         model=args.model, device=args.device, views=args.views, max_bytes=args.max_gb * GB,
         export_dir=str(args.export_slices) if args.export_slices else None,
@@ -175,6 +173,9 @@ def run_cohort(args: argparse.Namespace, on_row: Callable[[Row], None]) -> tuple
         )
     except L3LocatorError as error:
         return EXIT_USAGE, str(error)
+    except KeyboardInterrupt:
+        where = f"are in {args.output}; add --resume to continue" if results else "were printed"
+        return EXIT_STOPPED, f"Interrupted. The finished rows {where}."
     finally:
         if session is not None:
             session.close()
