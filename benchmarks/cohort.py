@@ -10,7 +10,8 @@ file per slice, UID names), each mode runs in a fresh Python process:
 - ``read-dask``: only read, on a Dask LocalCluster of ``--workers`` processes (the
   read-bound limit of the parallel modes);
 - ``serial``: read, then locate, one scan after the other;
-- ``threads``: the reader runs one scan ahead in a thread while the model runs;
+- ``threads``: the reader runs one scan ahead in a thread while the model runs (the
+  command's ``cohort.command.serial_rows``);
 - ``dask``: one task per scan (read + locate) on a LocalCluster of ``--workers``
   processes.
 
@@ -27,7 +28,6 @@ import resource
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -124,15 +124,10 @@ def run_mode(mode: str, fmt: str, work: Path, scans: int, workers: int) -> dict:
                 read_task(task)
         elif mode == "serial":
             rows = [locate_task(task, options) for task in scan_tasks]
-        else:
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                ahead = [pool.submit(read_task, scan_tasks[0])]
-                rows = []
-                for n, task in enumerate(scan_tasks):
-                    volume = ahead.pop().result()
-                    if n + 1 < len(scan_tasks):
-                        ahead.append(pool.submit(read_task, scan_tasks[n + 1]))
-                    rows.append(locate_task(task, options, volume=volume))
+        else:  # the command's own read-ahead (``l3locator locate --series ...``)
+            from L3LocatorLib.cohort.command import serial_rows
+
+            rows = list(serial_rows(scan_tasks, options, read_ahead=1))
         seconds = time.perf_counter() - start
         out["peak_mb"] = {"driver": round(peak_mb())}
     else:
