@@ -732,6 +732,14 @@ def write_ct(path, shape=(40, 64, 64), spacing=(4.0, 4.0, 5.0)):
     write_volume(Volume.from_geometry(data, spacing), path)
 
 
+def test_script_exit_statuses_are_the_commands():
+    from L3LocatorLib import batch
+
+    script = load_script()
+    assert (script.EXIT_OK, script.EXIT_SOME_FAILED, script.EXIT_USAGE, script.EXIT_STOPPED) == (
+        batch.EXIT_OK, batch.EXIT_SOME_FAILED, batch.EXIT_USAGE, batch.EXIT_STOPPED)
+
+
 def test_script_usage_errors(slicer, mod, tmp_path, capsys):
     script = load_script()
     assert script.run(["--", "--output", str(tmp_path / "r.csv")]) == 2  # no --input
@@ -869,8 +877,10 @@ def run_headless(*script_args, standin=(), env=None):
                "--python-script", str(MODULE_DIR / "Scripts" / "locate_l3.py"), *standin,
                "--", *map(str, script_args)]
     try:
-        return subprocess.run(command, capture_output=True, text=True,
-                              timeout=HEADLESS_TIMEOUT_S, env={**os.environ, **(env or {})})
+        # UTF-8 both ways whatever the machine's locale (messages and progress bars)
+        return subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace",
+                              timeout=HEADLESS_TIMEOUT_S,
+                              env={**os.environ, "PYTHONIOENCODING": "utf-8", **(env or {})})
     except subprocess.TimeoutExpired as hung:
         pytest.fail(f"the headless Slicer never exited (the script did not call "
                     f"slicer.util.exit); stderr so far: {hung.stderr!r}")

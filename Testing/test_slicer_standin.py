@@ -8,6 +8,7 @@ stand-in (so the module's tests exercise the same names it uses in Slicer).
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import sys
 from pathlib import Path
@@ -265,7 +266,8 @@ def test_headless_standin_exits_only_through_slicer_util_exit(tmp_path):
         script.write_text(body)
         return subprocess.run([sys.executable, str(STANDIN / "run_slicer.py"),
                                "--no-main-window", "--python-script", str(script)],
-                              capture_output=True, text=True, timeout=timeout)
+                              capture_output=True, encoding="utf-8", errors="replace",
+                              timeout=timeout, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
 
     done = run("import slicer\nprint('ran')\nslicer.util.exit(5)\nprint('still running')\n",
                timeout=240)
