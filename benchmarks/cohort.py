@@ -16,6 +16,9 @@ file per slice, UID names), each mode runs in a fresh Python process:
   processes.
 
 Throughput excludes start-up (interpreter, cluster and model loading: reported apart).
+CPU seconds per scan (user + system of the processes doing the work) and the load
+average at the start say how much of the machine a mode had: on a machine shared with
+other jobs the wall-clock ratios mean little, the CPU seconds still do.
 Peak memory is each process's maximum resident set (MB): the driver for the one-process
 modes, every worker for the Dask ones. The last line is one JSON object.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -84,6 +88,12 @@ def tasks_for(work: Path, fmt: str, scans: int) -> list:
     return tasks_for_tree(roots, series_mode="best")
 
 
+def cpu_s() -> float:
+    """CPU seconds (user + system, all threads) this process has used."""
+    times = os.times()
+    return times.user + times.system
+
+
 def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -118,7 +128,7 @@ def run_mode(mode: str, fmt: str, work: Path, scans: int, workers: int) -> dict:
         if mode != "read":
             cached_model(options)
         out["startup_s"] = round(time.perf_counter() - start_up, 2)
-        start = time.perf_counter()
+        start, cpu_start, load = time.perf_counter(), cpu_s(), os.getloadavg()[0]
         if mode == "read":
             for task in scan_tasks:
                 read_task(task)
@@ -129,6 +139,7 @@ def run_mode(mode: str, fmt: str, work: Path, scans: int, workers: int) -> dict:
 
             rows = list(serial_rows(scan_tasks, options, read_ahead=1))
         seconds = time.perf_counter() - start
+        cpu = cpu_s() - cpu_start
         out["peak_mb"] = {"driver": round(peak_mb())}
     else:
         from L3LocatorLib.cohort.dask_runner import (
@@ -143,9 +154,12 @@ def run_mode(mode: str, fmt: str, work: Path, scans: int, workers: int) -> dict:
             # Start-up outside the timing: the model (dask) or the readers' imports.
             session.client.run(warm_up if mode == "dask" else import_readers, options)
             out["startup_s"] = round(time.perf_counter() - start_up, 2)
-            start = time.perf_counter()
+            before = session.client.run(cpu_s)
+            start, load = time.perf_counter(), os.getloadavg()[0]
             rows = list(dask_rows(session, scan_tasks, fn, options, error_row=error_row))
             seconds = time.perf_counter() - start
+            after = session.client.run(cpu_s)
+            cpu = sum(after[w] - before[w] for w in after if w in before)
             out["peak_mb"] = {f"worker{n}": round(v) for n, v in
                               enumerate(worker_peak_memory(session).values())}
             out["peak_mb"]["driver"] = round(peak_mb())
@@ -153,6 +167,8 @@ def run_mode(mode: str, fmt: str, work: Path, scans: int, workers: int) -> dict:
         statuses = [r["status"] for r in rows]
         out["statuses"] = {s: statuses.count(s) for s in sorted(set(statuses))}
     out["seconds"] = round(seconds, 2)
+    out["cpu_s_per_scan"] = round(cpu / len(scan_tasks), 2)
+    out["load_average"] = round(load, 1)
     out["scans_per_min"] = round(60.0 * len(scan_tasks) / seconds, 1)
     return out
 
@@ -187,7 +203,8 @@ def main() -> int:
             results.append(result)
             print(f"{fmt:6} {mode:10} {result['scans_per_min']:7.1f} scans/min "
                   f"({result['seconds']:.1f} s for {result['scans']}; start-up "
-                  f"{result['startup_s']:.1f} s; peak MB {result['peak_mb']})", flush=True)
+                  f"{result['startup_s']:.1f} s; {result['cpu_s_per_scan']:.2f} CPU-s/scan; load "
+                  f"{result['load_average']}; peak MB {result['peak_mb']})", flush=True)
     for fmt in formats:
         limit = {r["mode"]: r["scans_per_min"] for r in results if r["format"] == fmt}
         for mode, ref in (("serial", "read"), ("threads", "read"), ("dask", "read-dask")):
