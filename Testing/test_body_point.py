@@ -1,5 +1,5 @@
 """The 3-D point lies in the vertebral body: phantoms of several kinds, real CT, and the
-midline fallback that says so when no body can be outlined."""
+midline fallback that says so when no body can be outlined; the result reports it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import pytest
 from conftest import REPO, SHARED_DATA
 
 from L3LocatorLib.body_point import find_canal, vertebral_body_point
+from L3LocatorLib.locate import locate
+from L3LocatorLib.network import default_model_path
 from L3LocatorLib.phantoms import make_phantom
 from L3LocatorLib.projection import PreprocessConfig, project
 from L3LocatorLib.volume import Volume
@@ -91,3 +93,18 @@ def test_point_in_the_body_on_real_ct():
         for row in rows:
             assert row["in_body"] and row["within_goal"], (key, row)
             assert abs(row["d_r_mm"]) <= GOAL_MM[0] and abs(row["d_a_mm"]) <= GOAL_MM[1]
+
+
+@pytest.mark.skipif(not default_model_path().exists(), reason="no shipped default model")
+def test_result_says_where_the_point_is_and_what_was_counted():
+    volume, truth = make_phantom(103, preset="abdomen_pelvis", spacing=(3, 3, 3),
+                                 n_lumbar=5, n_rib_pairs=12, lstv="none")
+    result = locate(volume)
+    assert result.found and result.point_in_body is True and result.point_note is None
+    centre = truth.l3_centre_ras
+    assert abs(result.l3_ras_mm[0] - centre[0]) <= GOAL_MM[0]
+    assert abs(result.l3_ras_mm[1] - centre[1]) <= GOAL_MM[1]
+    assert result.counted.startswith("Counted") and result.lumbar_counted == 5
+    data = result.to_dict()
+    assert data["point_in_body"] is True and data["counted"] == result.counted
+    assert data["variants"] == result.variants == []
