@@ -542,15 +542,23 @@ def test_gui_uses_pip_ensure_and_installs_nothing_when_declined(slicer, mod, mis
     assert slicer.util.pipInstalls == []
 
 
-def test_gui_on_older_slicer_asks_then_pip_installs(slicer, mod, missing_paddle, monkeypatch):
-    slicer.reset(version="5.8")  # no slicer.packaging
+@pytest.mark.parametrize("version", ["5.8", "5.12"])
+def test_gpu_machine_gets_the_cuda_build_from_the_panel(slicer, mod, missing_paddle,
+                                                         monkeypatch, version):
+    """With an NVIDIA GPU the CUDA build comes from Paddle's index (pip_ensure cannot pass
+    an index): our question, then pip with --extra-index-url; on 5.12 through
+    slicer.packaging.pip_install with its progress dialog."""
+    slicer.reset(version=version)
     monkeypatch.setattr(mod.L3LocatorLogic, "nvidiaCudaVersion", staticmethod(lambda: (12, 6)))
     logic = mod.L3LocatorLogic()
     slicer.util.confirmAnswers[:] = [True]
     assert logic.ensureDependencies(interactive=True)
     asked = [text for kind, text, _ in slicer.util.displayed if kind == "confirmOkCancel"]
-    assert asked and "NVIDIA GPU" in asked[0] and "not PyPI" in asked[0]
-    assert slicer.util.pipInstalls[0][0] == "paddlepaddle-gpu>=3.0"
+    assert len(asked) == 1 and "NVIDIA GPU" in asked[0] and "not PyPI" in asked[0]
+    (args,) = slicer.util.pipInstalls
+    assert args[0] == "paddlepaddle-gpu>=3.0" and "--extra-index-url" in args
+    dialogs = [kind for kind, _, _ in slicer.util.displayed if kind == "progressDialog"]
+    assert len(dialogs) == (1 if version == "5.12" else 0)
 
 
 def test_nothing_installed_in_testing_mode(slicer, mod, missing_paddle):
