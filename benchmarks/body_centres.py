@@ -16,7 +16,8 @@ the chest CT's its TotalSegmentator label. Phantoms know their body centres.
 
 Phantom variants: 2 mm and 3 mm voxels, 1.5 x 1.5 x 5 mm, 4 x 4 x 5 mm in a random
 orientation with tilt, a contrast-filled calcified aorta, metal (spine and hip),
-and a 120 mm spine crop.
+and a 120 mm spine crop; the real scans also as 120 mm spine crops ("crop") and with
+only every n-th slice kept, about 5 mm apart ("5 mm").
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from L3LocatorLib.volume import Volume, read_volume
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 GOAL_MM = (15.0, 12.0)  #: right-left, front-back
+#: In-plane width (mm) of the spine crops (real scans and phantoms).
+CROP_MM = 120.0
 #: A vertebra touching the scan's edge keeps its body when its centroid is this far inside (mm).
 EDGE_MARGIN_MM = 20.0
 LEVELS = ("T11", "T12", "L1", "L2", "L3", "L4")
@@ -131,6 +134,14 @@ def narrow(volume: Volume, centre_ras: np.ndarray, width_mm: float) -> Volume:
     return Volume(volume.array[:, j0 : j + h, i0 : i + h], matrix, "crop")
 
 
+def thick_slices(volume: Volume, mm: float) -> Volume:
+    """Every n-th slice (k), n chosen so the slices are about ``mm`` apart."""
+    step = max(1, int(round(mm / volume.spacing[2])))
+    matrix = np.array(volume.ijk_to_ras)
+    matrix[:3, 2] *= step
+    return Volume(volume.array[::step], matrix, "thick")
+
+
 def phantom_body_centres(n: int) -> list[tuple[str, Volume, dict[str, np.ndarray]]]:
     """``n`` phantoms of each variant (seeds 100...), plus 120 mm spine crops of the
     contrast ones: (variant, CT, level -> body centre RAS mm)."""
@@ -142,7 +153,7 @@ def phantom_body_centres(n: int) -> list[tuple[str, Volume, dict[str, np.ndarray
                        if v.name in LEVELS and v.in_fov}
             out.append((name, volume, centres))
             if "aorta" in name and "L3" in centres:
-                out.append(("120 mm spine crop", narrow(volume, centres["L3"], 120.0),
+                out.append((f"{CROP_MM:.0f} mm spine crop", narrow(volume, centres["L3"], CROP_MM),
                             centres))
     return out
 
@@ -180,12 +191,16 @@ def main() -> int:
     args = parser.parse_args()
     groups: dict[str, list[dict]] = {}
     print("real scans, per vertebra (body centre from the mask):")
-    print(f"{'scan':10s} {'level':5s} {'dR mm':>7s} {'dA mm':>7s}  in body")
+    print(f"{'scan':14s} {'level':5s} {'dR mm':>7s} {'dA mm':>7s}  in body")
     for key, (volume, centres) in real_body_centres(args.data).items():
-        for row in point_errors(volume, centres):
-            groups.setdefault(f"real {key}", []).append(row)
-            print(f"{key:10s} {row['level']:5s} {row['d_r_mm']:+7.1f} {row['d_a_mm']:+7.1f}  "
-                  f"{'yes' if row['in_body'] else 'no (midline fallback)'}")
+        middle = centres[sorted(centres)[len(centres) // 2]]
+        for crop, scan in (("", volume), (" crop", narrow(volume, middle, CROP_MM)),
+                           (" 5 mm", thick_slices(volume, 5.0))):
+            for row in point_errors(scan, centres):
+                groups.setdefault(f"real {key}{crop}", []).append(row)
+                print(f"{key + crop:14s} {row['level']:5s} {row['d_r_mm']:+7.1f} "
+                      f"{row['d_a_mm']:+7.1f}  "
+                      f"{'yes' if row['in_body'] else 'no (midline fallback)'}")
     for name, volume, centres in phantom_body_centres(args.phantoms):
         groups.setdefault(f"phantom {name}", []).extend(point_errors(volume, centres))
     print(f"\n{'group':24s} {'n':>3s} {'within':>6s} {'|dR|med':>7s} {'|dR|max':>7s} "
