@@ -53,6 +53,12 @@ class AugmentConfig:
     p_bend: float = 0.0
     bend_px: float = 8.0  #: std of the bend (columns)
     bend_length_px: float = 50.0  #: its correlation length (rows)
+    #: sagittal view without visible discs: a grey dilation along the rows bridges the disc
+    #: gaps (then a blur), as in older spines with narrowed discs, osteophytes and thick
+    #: slices; the levels must then come from the frontal view (the real chest CT's sagittal
+    #: view showed a continuous bone column and lost every level)
+    p_sag_bridge: float = 0.0
+    sag_bridge_px: tuple[int, int] = (3, 7)  #: dilation length range (rows)
     p_warp: float = 0.5  #: smooth stretch along the rows
     warp_log_std: float = 0.12  #: std of the log local stretch (0.12: about +/- 12 %)
     warp_length_px: float = 10.0  #: correlation length of the stretch (rows; ~ half a vertebra)
@@ -149,6 +155,10 @@ def augment(
             last = height - 1
         out[:, :first] = fill
         out[:, last + 1 :] = fill
+    if config.enabled and config.p_sag_bridge > 0 and rng.random() < config.p_sag_bridge:
+        size = int(rng.integers(config.sag_bridge_px[0], config.sag_bridge_px[1] + 1))
+        out[1] = ndimage.grey_dilation(out[1], size=(size, 1))
+        ndimage.gaussian_filter1d(out[1], rng.uniform(0.5, 1.5), axis=0, output=out[1])
     if config.enabled:
         _intensity(out, rng, config, fill)
     return Augmented(out, rows, extent, (first, last))
