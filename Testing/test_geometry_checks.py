@@ -180,6 +180,26 @@ def test_a_ct_is_accepted(abdomen):
     check_volume(abdomen)
 
 
+@pytest.mark.parametrize("kind", ["spine_crop", "bone_only"])
+def test_a_ct_without_air_is_still_a_ct(abdomen, kind):
+    """A tight reconstruction inside the body, or a bone-only CT on a 0 HU background,
+    holds no air but is a CT in HU."""
+    hu = abdomen.array
+    if kind == "spine_crop":  # 70 mm around the spine: muscle, fat, bone, no air
+        bone_j, bone_i = np.nonzero((hu > 300).any(axis=0))
+        cj, ci = int(np.median(bone_j)), int(np.median(bone_i))
+        half = int(35.0 / 2.0)
+        array = hu[:, cj - half : cj + half, ci - half : ci + half]
+        matrix = abdomen.ijk_to_ras.copy()
+        matrix[:3, 3] = (abdomen.ijk_to_ras @ np.array([ci - half, cj - half, 0, 1.0]))[:3]
+        # No bowel gas or lung in this crop: nothing below fat.
+        volume = Volume(np.ascontiguousarray(np.maximum(array, -150)), matrix, "crop")
+    else:
+        volume = Volume(np.where(hu > 150, hu, 0).astype(hu.dtype), abdomen.ijk_to_ras, "bone")
+    assert volume.array.min() > -500  # really no air
+    check_volume(volume)
+
+
 @pytest.mark.parametrize("kind", ["lost_intercept", "mr_like"])
 def test_not_a_ct_in_hu_is_said_so(abdomen, kind):
     """Not "L3 is not in the field of view": the image is not a CT in HU."""

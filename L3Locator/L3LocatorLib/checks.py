@@ -2,8 +2,8 @@
 work is done, with a message that names the problem and what to do.
 
 Checked, cheapest first: the voxel grid (plausible voxel sizes in mm, not sheared), the
-extent in mm, and the values (a CT in Hounsfield units: air near -1000 HU and bone above
-150 HU). Problems of the file itself (missing or duplicate DICOM slices, uneven spacing,
+extent in mm, and the values (a CT in Hounsfield units: soft tissue near 40-80 HU, bone
+above 150 HU). Problems of the file itself (missing or duplicate DICOM slices, uneven spacing,
 gantry tilt, zero or negative voxel sizes, size) are found by the readers (``volume``,
 ``dicom``) before the voxels are read.
 """
@@ -24,9 +24,13 @@ MIN_VOXEL_MM = 0.1
 MAX_VOXEL_MM = 15.0
 #: Largest angle (degrees) between voxel axes and a right angle: beyond, the grid is sheared.
 MAX_SHEAR_DEG = 0.5
-#: A CT in HU holds air (about -1000 HU) around or inside the body; its lowest value is
-#: below this. An MR, or a CT whose rescale intercept (-1024) was lost, has none.
-AIR_HU = -300.0
+#: In a CT in HU the bulk of what is denser than water is soft tissue (40-80 HU), with
+#: bone and contrast above it: the median of all values above ``DENSE_HU`` stays well
+#: below ``DENSE_MEDIAN_MAX_HU`` in whole-body scans, tight spine crops (no air at all)
+#: and bone-only reconstructions alike. A CT whose rescale intercept (-1024) was lost has
+#: its soft tissue near +1050, and an MR's signal has no such scale.
+DENSE_HU = 50.0
+DENSE_MEDIAN_MAX_HU = 700.0
 
 
 def check_volume(volume: Volume) -> None:
@@ -79,7 +83,9 @@ def check_extent(volume: Volume) -> None:
 
 def check_ct_like(volume: Volume) -> None:
     """Refuse data that cannot be a CT in HU: NaN-only, constant, far off the HU scale, or
-    without air (an MR, or a CT that lost its -1024 rescale intercept)."""
+    with its soft tissue far above 0 HU (an MR, or a CT that lost its -1024 rescale
+    intercept). Scans without air (a tight crop inside the body, a bone-only
+    reconstruction on a 0 HU background) are CTs and pass."""
     array = volume.array
     label = volume.name or "The image"
     step = max(1, int(round((array.size / 2e6) ** (1 / 3))))
@@ -96,9 +102,11 @@ def check_ct_like(volume: Volume) -> None:
             f"{label} does not look like a CT in Hounsfield units (values {low:g} to {high:g}; "
             "no bone-like values). L3 Locator needs a CT; MR, PET or rescaled images will not work."
         )
-    if low > AIR_HU:
+    dense = finite[finite > DENSE_HU]
+    dense_median = float(np.median(dense)) if dense.size else 0.0
+    if dense_median > DENSE_MEDIAN_MAX_HU:
         raise InputError(
-            f"{label} is not a CT in Hounsfield units: it holds no air (its lowest value is "
-            f"{low:g}; air in a CT is about -1000 HU). It may be an MR image, or a CT whose "
+            f"{label} is not a CT in Hounsfield units: its tissue is around {dense_median:.0f} "
+            "where a CT's soft tissue is 40-80 HU. It may be an MR image, or a CT whose "
             "rescale intercept (usually -1024) was lost when it was exported; export the CT "
             "again with its HU rescaling.")
