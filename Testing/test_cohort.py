@@ -81,6 +81,21 @@ def test_flat_folder_is_grouped_by_content_and_files_sorted_along_the_normal(exp
         assert np.all(np.diff(series.positions_mm) > 0) or series.n_images == 1
 
 
+def test_files_that_are_not_dicom_or_damaged_are_skipped(export, tmp_path):
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    rng = np.random.default_rng(1)
+    (junk / "1.2.3.4").write_bytes(rng.bytes(1000))
+    (junk / "1.2.3.5").write_bytes(bytes(128) + b"DICM" + rng.bytes(500))
+    real = next(s for s in export.series if s.n_images > 10)
+    first = sorted(Path(real.folder).iterdir())[0].read_bytes()
+    (junk / "1.2.3.6").write_bytes(first[:300])  # cut inside the header
+    (junk / "notes.txt").write_text("not a scan")
+    assert scan_tree([junk]) == []
+    tasks = tasks_for_tree([export.root, junk])
+    assert sorted(t.fields["study_uid"] for t in tasks) == export.studies
+
+
 def test_patient_identifiers_only_when_asked(export):
     plain = tasks_for_tree([export.root])
     named = tasks_for_tree([export.root], patient_ids=True)

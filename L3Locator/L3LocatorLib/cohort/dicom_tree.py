@@ -11,12 +11,13 @@ cosines.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -152,8 +153,19 @@ def read_header(path: Union[str, os.PathLike[str]]) -> Optional[ImageHeader]:
 
     try:
         ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=list(HEADER_TAGS))
-    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError):
+    except InvalidDicomError:
         return None
+    except Exception as error:  # a damaged file must not stop the walk: it is not usable
+        log.info("%s: DICOM header unreadable (%s: %s)", path, type(error).__name__, error)
+        return None
+    try:
+        return _header_from(ds, str(path))
+    except Exception as error:  # malformed values (e.g. a position that is not a number)
+        log.info("%s: DICOM header not understood (%s: %s)", path, type(error).__name__, error)
+        return None
+
+
+def _header_from(ds: Any, path: str) -> Optional[ImageHeader]:
     study, series = _text(ds.get("StudyInstanceUID")), _text(ds.get("SeriesInstanceUID"))
     if not study or not series:
         return None
@@ -174,7 +186,7 @@ def read_header(path: Union[str, os.PathLike[str]]) -> Optional[ImageHeader]:
     position = _floats(ds.get("ImagePositionPatient"), 3)
     thickness = ds.get("SliceThickness")
     return ImageHeader(
-        path=str(path),
+        path=path,
         study_uid=study,
         series_uid=series,
         sop_class_uid=sop_class,
@@ -200,65 +212,85 @@ def read_header(path: Union[str, os.PathLike[str]]) -> Optional[ImageHeader]:
     )
 
 
-def candidate_files(roots: Iterable[Union[str, os.PathLike[str]]]) -> list[str]:
+def iter_candidate_files(roots: Iterable[Union[str, os.PathLike[str]]]) -> Iterator[str]:
     """Every file under the given folders (or the files themselves) that may be DICOM,
     in a stable order; hidden files and known non-DICOM endings are left out."""
-    found: list[str] = []
     for root in roots:
         root = Path(root)
         if root.is_file():
-            found.append(str(root))
+            yield str(root)
             continue
         for folder, subfolders, files in os.walk(root):
             subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
             for name in sorted(files):
                 if name.startswith(".") or name.lower().endswith(NOT_DICOM_SUFFIXES):
                     continue
-                found.append(os.path.join(folder, name))
-    return found
+                yield os.path.join(folder, name)
+
+
+class _SeriesBuilder:
+    """What is kept of one series while its files are read: the first header, and per
+    file only its path, position along the first header's slice normal and number (so a
+    tree of millions of files needs little memory)."""
+
+    def __init__(self, first: ImageHeader) -> None:
+        self.info = SeriesInfo(first.study_uid, first.series_uid, first)
+        self.normal = self.info.normal_lps
+        self.paths: list[str] = []
+        self.along: list[Optional[float]] = []
+        self.numbers: list[int] = []
+
+    def add(self, header: ImageHeader) -> None:
+        self.paths.append(header.path)
+        self.numbers.append(header.instance_number or 0)
+        position = header.position_lps
+        self.along.append(None if position is None or self.normal is None
+                          else float(np.dot(self.normal, position)))
+
+    def build(self) -> SeriesInfo:
+        info = self.info
+        if self.along and all(a is not None for a in self.along):
+            order = np.argsort(np.asarray(self.along, dtype=float), kind="stable")
+            info.positions_mm = [float(self.along[i]) for i in order]  # type: ignore[arg-type]
+        else:
+            order = sorted(range(len(self.paths)), key=lambda i: (self.numbers[i], self.paths[i]))
+        info.files = [self.paths[i] for i in order]
+        return info
 
 
 def scan_tree(
-    roots: Sequence[Union[str, os.PathLike[str]]], threads: int = 8
+    roots: Sequence[Union[str, os.PathLike[str]]], threads: int = 8, chunk: int = 2048
 ) -> list[SeriesInfo]:
     """All DICOM series under ``roots``, read from headers only.
 
     Files that are not DICOM are skipped (counted in the log). ``threads`` overlaps the
-    many small reads of a network share. Returns series sorted by study then series
-    number, each with its files sorted along the slice normal.
+    many small reads of a network share; files are read ``chunk`` at a time. Returns
+    series sorted by study then series number, each with its files sorted along the
+    slice normal (by instance number when positions are missing).
     """
     require_pydicom()
-    files = candidate_files(roots)
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        headers = list(pool.map(read_header, files, chunksize=64))
-    groups: dict[tuple[str, str], list[ImageHeader]] = {}
+    groups: dict[tuple[str, str], _SeriesBuilder] = {}
     skipped = 0
-    for header in headers:
-        if header is None:
-            skipped += 1
-            continue
-        groups.setdefault((header.study_uid, header.series_uid), []).append(header)
+    files = iter_candidate_files(roots)
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        while True:
+            batch = list(itertools.islice(files, chunk))
+            if not batch:
+                break
+            for header in pool.map(read_header, batch):
+                if header is None:
+                    skipped += 1
+                    continue
+                key = (header.study_uid, header.series_uid)
+                if key not in groups:
+                    groups[key] = _SeriesBuilder(header)
+                groups[key].add(header)
     if skipped:
         log.info("%d file(s) under %s are not DICOM images with study and series UIDs; "
                  "skipped.", skipped, ", ".join(map(str, roots)))
-    series = [_series(items) for items in groups.values()]
+    series = [builder.build() for builder in groups.values()]
     series.sort(key=lambda s: (s.study_uid, s.series_number or 0, s.series_uid))
     return series
-
-
-def _series(headers: list[ImageHeader]) -> SeriesInfo:
-    first = headers[0]
-    info = SeriesInfo(first.study_uid, first.series_uid, first)
-    normal = info.normal_lps
-    if normal is not None and all(h.position_lps is not None for h in headers):
-        along = [float(np.dot(normal, h.position_lps)) for h in headers]  # type: ignore[arg-type]
-        order = np.argsort(along, kind="stable")
-        info.files = [headers[i].path for i in order]
-        info.positions_mm = [along[i] for i in order]
-    else:
-        ordered = sorted(headers, key=lambda h: (h.instance_number or 0, h.path))
-        info.files = [h.path for h in ordered]
-    return info
 
 
 def group_by_study(series: Iterable[SeriesInfo]) -> dict[str, list[SeriesInfo]]:
