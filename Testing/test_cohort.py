@@ -401,3 +401,23 @@ def test_command_interrupted_keeps_finished_rows_and_resumes(export, tmp_path, m
     assert _locate(export.root, "--series", "all", "--output", output, "--resume") == 0
     rows = _csv_rows(output)
     assert sorted(r["series"] for r in rows) == sorted(s.series_uid for s in export.series)
+
+
+def test_command_exports_slices_of_a_nifti_scan(phantom_files, tmp_path):
+    import SimpleITK as sitk
+
+    from L3LocatorLib.volume import read_volume
+
+    path, _ = phantom_files["with_l3"]
+    out, rows = tmp_path / "slices", tmp_path / "rows.jsonl"
+    assert _locate(path, "--export-slices", out, "--neighbours", "2", "--output", rows) == 0
+    [row] = _csv_rows(rows)
+    assert row["status"] == STATUS_OK and row["exported"]
+    k = row["slice_index"]
+    volume = read_volume(path)
+    slab = sitk.ReadImage(str(out / "with_l3_L3.nii.gz"))
+    assert np.array_equal(sitk.GetArrayFromImage(slab), volume.array[k - 2 : k + 3])
+    centre = pydicom.dcmread(out / "with_l3_L3_dicom" / "L3+0.dcm")
+    assert centre.PatientID == "L3LOCATOR"  # a NIfTI file has no patient: a new study
+    assert np.array_equal(centre.pixel_array, volume.array[k])
+    assert (out / "with_l3_L3.png").is_file()
