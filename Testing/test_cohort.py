@@ -96,6 +96,15 @@ def test_files_that_are_not_dicom_or_damaged_are_skipped(export, tmp_path):
     assert sorted(t.fields["study_uid"] for t in tasks) == export.studies
 
 
+def test_an_empty_folder_gets_an_error_row(tmp_path):
+    from L3LocatorLib.cohort.tasks import tasks_for_inputs
+
+    (tmp_path / "empty").mkdir()
+    [task] = tasks_for_inputs([tmp_path / "empty"])
+    assert "no CT found" in task.scan.problem and not task.skip
+    assert run_task(task, OPTIONS)["status"] == "error"
+
+
 def test_patient_identifiers_only_when_asked(export):
     plain = tasks_for_tree([export.root])
     named = tasks_for_tree([export.root], patient_ids=True)

@@ -107,8 +107,14 @@ def tasks_for_inputs(
             tasks.extend(tasks_for_scans(find_scans(volume_files)))
         else:
             tasks.extend(tasks_for_scans(find_scans([path])))
-    if folders:
-        tasks.extend(tasks_for_tree(folders, series_mode, patient_ids, policy))
+    for folder in folders:  # one walk per folder, so an empty one can be named
+        found = tasks_for_tree([folder], series_mode, patient_ids, policy)
+        if not found and not any(str(t.scan.path).startswith(str(folder.resolve()))
+                                 for t in tasks):
+            found = [ScanTask(ScanInput(folder.resolve(), problem=(
+                f"{folder}: no CT found in this folder (no DICOM images, NIfTI, NRRD or MHA "
+                "files). Point to the folder that holds the scans.")))]
+        tasks.extend(found)
     return tasks
 
 
