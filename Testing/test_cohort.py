@@ -124,6 +124,27 @@ def test_choice_ignores_file_order_and_prefers_soft_kernel_over_thickness(export
     assert seven and seven[0].expected == CHOSEN  # 7.5 mm soft beats 1.25 mm sharp
 
 
+def test_a_series_with_missing_slices_is_skipped_for_the_next_best(export):
+    from dataclasses import replace
+
+    from L3LocatorLib.cohort.series_choice import skip_reason
+
+    study = next(s for s in group_by_study(scan_tree([export.root])).values()
+                 if any(x.description == "PV 5.0 B30f" for x in s))
+    best = next(x for x in study if x.description == "PV 5.0 B30f")
+    cut = len(best.files) // 2
+    gapped = replace(best, files=best.files[:cut] + best.files[cut + 2:],
+                     positions_mm=best.positions_mm[:cut] + best.positions_mm[cut + 2:])
+    assert "missing slices" in skip_reason(gapped)
+    doubled = replace(best, files=best.files + best.files[:1],
+                      positions_mm=sorted(best.positions_mm + best.positions_mm[:1]))
+    assert "same position" in skip_reason(doubled)
+    others = [x for x in study if x is not best]
+    decisions = {d.series.description: d for d in choose_series([gapped, *others])}
+    assert decisions["PV 5.0 B30f"].choice == SKIPPED
+    assert decisions["PV 1.25 B30f"].choice == CHOSEN  # the next best: same kernel, thinner
+
+
 def test_chosen_series_reads_with_its_headers_geometry(export):
     task = next(t for t in tasks_for_tree([export.root])
                 if t.fields.get("series_description") == "PV 5.0 B30f")

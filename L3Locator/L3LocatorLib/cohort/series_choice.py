@@ -1,14 +1,16 @@
 """Choose, per study, the DICOM series that suits finding L3, and say why for every series.
 
-A series is *usable* when it is an axial stack of CT images covering enough of the body;
+A series is *usable* when it is an axial stack of CT images covering enough of the body
+without missing or duplicated slices (the reader would refuse those: ``dicom``);
 localizers, derived MIP/MPR/3-D reconstructions, dose reports, secondary captures and
 other modalities are skipped. Among usable series the preference is, in order:
 
 1. a soft-tissue kernel over a sharp (lung/bone) one;
-2. slice thickness in the preferred band (2-5 mm), then thinner, then thicker;
+2. slices at most 5 mm thick;
 3. lumbar coverage: a series whose body part/description names the abdomen, pelvis or
    lumbar spine, then the longest coverage head to foot (headers cannot show where L3 is);
-4. fewer images (the same anatomy, read faster); then series number.
+4. for the same coverage, slices of at least 2 mm (thinner ones are noisier), then fewer
+   images (the same anatomy, read faster); then series number.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..dicom import DUPLICATE_MM, GAP_FACTOR
 from .dicom_tree import SeriesInfo
 
 #: Values of the row field ``series_choice``.
@@ -92,6 +95,13 @@ def skip_reason(series: SeriesInfo, policy: SeriesPolicy = DEFAULT_POLICY) -> Op
         return f"not axial (image planes {tilt:.0f} degrees from axial)"
     if series.n_images < 2 or not series.positions_mm:
         return "a single image, not a stack of slices"
+    steps = np.diff(series.positions_mm)
+    if np.any(steps < DUPLICATE_MM):
+        return "several images at the same position (phases or echoes mixed in one series)"
+    median = float(np.median(steps))
+    if np.any(steps > GAP_FACTOR * median):
+        return (f"missing slices (a gap of {float(steps.max()):.1f} mm where slices are "
+                f"{median:.1f} mm apart)")
     if series.extent_mm < policy.min_coverage_mm - 0.5:  # rounding in the positions
         return (f"covers only {series.extent_mm:.0f} mm head to foot (at least "
                 f"{policy.min_coverage_mm:.0f} mm needed)")
@@ -112,12 +122,16 @@ def _thickness(series: SeriesInfo) -> Optional[float]:
     return float(np.median(steps)) if len(steps) else None
 
 
-def _thickness_rank(series: SeriesInfo, policy: SeriesPolicy) -> int:
+def _too_thick(series: SeriesInfo, policy: SeriesPolicy) -> int:
+    """0 for slices at most the preferred maximum, 1 thicker, 2 unknown."""
     t = _thickness(series)
-    low, high = policy.preferred_thickness_mm
-    if t is None:
-        return 3
-    return 0 if low <= t <= high else 1 if t < low else 2
+    return 2 if t is None else int(t > policy.preferred_thickness_mm[1])
+
+
+def _too_thin(series: SeriesInfo, policy: SeriesPolicy) -> int:
+    """1 for slices thinner than the preferred minimum (noisier), else 0."""
+    t = _thickness(series)
+    return int(t is not None and t < policy.preferred_thickness_mm[0])
 
 
 def _names_lumbar(series: SeriesInfo) -> bool:
@@ -131,9 +145,10 @@ def preference_key(series: SeriesInfo, policy: SeriesPolicy = DEFAULT_POLICY) ->
     coverage_steps = int(series.extent_mm // policy.coverage_step_mm)
     return (
         int(is_sharp_kernel(series)),
-        _thickness_rank(series, policy),
+        _too_thick(series, policy),
         int(not _names_lumbar(series)),
         -coverage_steps,
+        _too_thin(series, policy),
         series.n_images,
         series.series_number or 0,
         series.series_uid,
@@ -156,9 +171,10 @@ def describe(series: SeriesInfo) -> str:
 
 _LOSES_BECAUSE = (
     "sharp (lung/bone) kernel",
-    "slice thickness outside the preferred range",
+    "slices too thick",
     "headers do not name the abdomen or pelvis",
     "covers less of the body",
+    "slices too thin",
     "more images for the same coverage",
     "higher series number",
     "higher series number",
@@ -169,12 +185,13 @@ def _why_not(other: tuple, best: tuple, series: SeriesInfo, policy: SeriesPolicy
     for position, (a, b) in enumerate(zip(other, best)):
         if a != b:
             why = _LOSES_BECAUSE[position]
+            t = _thickness(series)
+            low, high = policy.preferred_thickness_mm
             if position == 1:
-                t = _thickness(series)
-                low, high = policy.preferred_thickness_mm
-                why = (f"{t:g} mm slices (thinner than {low:g} mm: noisier)" if t and t < low
-                       else f"{t:g} mm slices (thicker than {high:g} mm)" if t
-                       else "slice thickness unknown")
+                why = f"{t:g} mm slices (thicker than {high:g} mm)" if t else (
+                    "slice thickness unknown")
+            elif position == 4:
+                why = f"{t:g} mm slices (thinner than {low:g} mm: noisier)"
             return why
     return "same as the chosen series"
 
