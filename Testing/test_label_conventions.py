@@ -280,11 +280,33 @@ def test_init_weights_from_the_shipped_npz_reproduce_its_outputs():
     if not meta.weights.endswith(".npz"):
         pytest.skip("the shipped model's weights are not .npz")
     paddle = import_paddle()
-    net = build_model(meta.model_config)
-    net.set_state_dict(load_weights(paddle, str(path.parent / meta.weights)))
-    net.eval()
     x = np.random.default_rng(0).uniform(0, 1, (1, meta.model_config.in_channels, 64, 256))
     x = x.astype(np.float32)
-    with paddle.no_grad():
-        ours = paddle.nn.functional.sigmoid(net.row_logits(paddle.to_tensor(x))).numpy()
-    np.testing.assert_allclose(ours, load_model(path).predict(x), atol=1e-5)
+    for source in (path.parent / meta.weights, path):  # the .npz, or the model's .json
+        net = build_model(meta.model_config)
+        net.set_state_dict(load_weights(paddle, str(source)))
+        net.eval()
+        with paddle.no_grad():
+            ours = paddle.nn.functional.sigmoid(net.row_logits(paddle.to_tensor(x))).numpy()
+        np.testing.assert_allclose(ours, load_model(path).predict(x), atol=1e-5)
+
+
+def test_init_refuses_a_pickle_without_opening_it(tmp_path):
+    """A ``.pdparams`` given to ``--init`` is refused unread: its payload never runs."""
+    import pickle
+
+    from L3LocatorLib.errors import ModelError
+    from L3LocatorLib.model import import_paddle
+    from training.train import load_weights
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    weights = tmp_path / "evil.pdparams"
+    weights.write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(ModelError, match="pickle"):
+        load_weights(import_paddle(), str(weights))
+    assert not marker.exists()

@@ -42,3 +42,39 @@ def test_chest_phantom_is_a_negative(tmp_path):
     samples = parse_sources(f"phantoms:1:3:chest:{FAST}", PreprocessConfig(), tmp_path,
                             processes=1)
     assert samples and samples[0].l3_row is None and "L3" in samples[0].known_levels
+
+
+@pytest.mark.parametrize("orientation", ["axial_lps", "feet_first", "random_flip"])
+def test_spine_crop_keeps_patient_positions_and_levels(orientation):
+    """``spine_crop``: an in-plane box 70-200 mm wide near L3, every slice kept, the same
+    voxel at the same patient position (the origin moves with the crop), levels unchanged."""
+    from training.sources import SPINE_CROP_MM, sample_from_truth, spine_crop
+
+    volume, truth = phantom.make_phantom(3, preset="abdomen_pelvis", spacing=[2, 2, 2.5],
+                                         matrix=200, orientation=orientation)
+    assert spine_crop(volume, truth, 3, 0.0) is volume
+    cropped = spine_crop(volume, truth, 3, 1.0)
+    direction = volume.ijk_to_ras[:3, :3]
+    spacing = np.linalg.norm(direction, axis=0)
+    slice_axis = int(np.argmax(np.abs(direction[2]) / spacing))
+    for axis in range(3):
+        n_full, n_crop = volume.array.shape[2 - axis], cropped.array.shape[2 - axis]
+        if axis == slice_axis:
+            assert n_crop == n_full
+        else:
+            assert SPINE_CROP_MM[0] - 2 * spacing[axis] <= n_crop * spacing[axis]
+            assert n_crop * spacing[axis] <= SPINE_CROP_MM[1] + 2 * spacing[axis]
+            assert n_crop < n_full
+    rng = np.random.default_rng(0)
+    ijk = np.stack([rng.integers(0, n, 50) for n in cropped.array.shape[::-1]], axis=1)
+    ras = cropped.ijk_to_ras_points(ijk.astype(float))
+    back = np.rint(volume.ras_to_ijk_points(ras)).astype(int)
+    np.testing.assert_array_equal(cropped.array[ijk[:, 2], ijk[:, 1], ijk[:, 0]],
+                                  volume.array[back[:, 2], back[:, 1], back[:, 0]])
+    centre = cropped.ras_to_ijk_points(truth.vertebra("L3").centre_ras)
+    assert all(-0.5 < c < n - 0.5 for c, n in zip(centre, cropped.array.shape[::-1])), \
+        "the crop is centred near L3, so L3's body centre stays inside it"
+    config = PreprocessConfig()
+    full, crop = (sample_from_truth(v, truth, config, "x") for v in (volume, cropped))
+    assert crop.level_rows == pytest.approx(full.level_rows)
+    assert crop.frontal_hu.shape == full.frontal_hu.shape

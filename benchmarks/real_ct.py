@@ -7,8 +7,7 @@ The real scans (none of them ever trained on):
 
 ``ct328``  ``real_skeleton_ct328.nrrd`` (TotalSegmentator data set, CC BY 4.0): a real
            patient's skeleton, pelvis to lower thorax, everything but bone set to 0 HU
-           (set to air, -1000 HU, before locating: the input checks refuse a "CT"
-           without air).
+           (located as it is: a 0 HU background lies below the HU window like air).
 ``lidc0001``  ``real_chest_ct_lidc0001.nii.gz`` (LIDC-IDRI-0001, CC BY 3.0): a real contrast
            chest CT with arms and table, neck to upper abdomen; it ends inside L3, so L3 is
            only partly in view. Its T12, L1 and L2 rows are checked against the labels.
@@ -66,8 +65,6 @@ PATIENTS = {
     "lidc0001": "real_chest_ct_lidc0001.nii.gz",
 }
 
-#: Bone-only scans: their 0 HU background is turned into air before locating (``with_air``).
-BONE_ONLY = ("ct328",)
 #: Levels whose rows must be found near the labels (issue 12: the chest CT's T12, L1, L2).
 LEVELS_CHECKED = {"lidc0001": ("T12", "L1", "L2")}
 #: Largest allowed distance (mm) between a predicted level and its labelled centroid (S).
@@ -372,18 +369,7 @@ def load_patient(key: str, data: Path) -> Optional[Patient]:
     truth = json.loads((data / "truth.json").read_text())[scan.name]["vertebrae"]
     volume = read_volume(scan)
     centres = body_centres_for(key, volume, truth, data)
-    if key in BONE_ONLY:
-        volume = with_air(volume)
     return Patient(key, volume, truth, centres)
-
-
-def with_air(volume: Volume) -> Volume:
-    """A bone-only scan (everything outside bone set to 0 HU) with that background set to
-    air (-1000 HU), as a CT has it: the input checks refuse an image without air. Both
-    values lie below the model's HU window; the answers still differ a little, through the
-    body outline the spine search starts from."""
-    array = np.where(volume.array == 0, np.int16(-1000), volume.array).astype(volume.array.dtype)
-    return Volume(array, volume.ijk_to_ras, volume.name)
 
 
 def main() -> int:

@@ -85,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--version", default="1")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints")
     t.add_argument("--init", default="",
-                   help="start from these weights (.pdparams or .npz of a model with the same "
-                        "architecture), e.g. the shipped model, to fine-tune it")
+                   help="start from these weights (a model .json, or an .npz of weights, of the "
+                        "same architecture), e.g. the shipped model, to fine-tune it")
     t.add_argument("--augmentation", default="",
                    help='JSON overrides of AugmentConfig fields, e.g. \'{"p_bend": 0.5}\'')
     e = sub.add_parser("evaluate", help="score an exported model")

@@ -15,7 +15,7 @@ SOURCE strings (``parse_sources``), combined with ``+``:
     N synthetic phantoms with seeds SEED..SEED+N-1 (default preset
     ``random``; options go to ``make_phantom``, e.g. ``spacing=[2,2,2]:matrix=200``
     for fast low-resolution phantoms), generated once with 2 processes and cached.
-``labelmap:PATH[:N[:SEED[:convention=C][:completion_mm=MM]]]``
+``labelmap:PATH[:N[:SEED[:convention=C][:completion_mm=MM][:spine_crop=P]]]``
     N CTs synthesised from a multi-label segmentation (real anatomy) with
     random intensities and fields of view, cached likewise. PATH is one map or a
     folder of maps (seed ``SEED + i`` uses map ``i`` modulo their number, in name
@@ -24,6 +24,10 @@ SOURCE strings (``parse_sources``), combined with ``+``:
     ``convention=verse`` (see ``L3LocatorLib.phantoms.label_conventions``);
     vertebra-only maps get synthetic ribs, pelvis and soft tissue (on a grid of
     ``completion_mm`` voxels, default 2).
+
+Both synthetic sources take ``spine_crop=P``: a share P of their scans (chosen by seed)
+is cut in-plane to a spine-centred field of view 70-200 mm wide before projecting, like
+the spine-targeted reconstructions a narrow-field-of-view study sends (``spine_crop``).
 """
 
 from __future__ import annotations
@@ -333,13 +337,58 @@ def sample_from_truth(volume: Any, truth: Any, config: PreprocessConfig, name: s
 # ------------------------------------------------------------ phantoms
 
 
+#: In-plane width range (mm) of the spine-centred crops of ``spine_crop``.
+SPINE_CROP_MM = (70.0, 200.0)
+#: Standard deviation (mm) of the crop centre's offset from the vertebral body centre.
+SPINE_CROP_JITTER_MM = 12.0
+
+
+def spine_crop(volume: Any, truth: Any, seed: int, share: float) -> Any:
+    """``volume`` cut in-plane around the spine for a share ``share`` of seeds, else as is.
+
+    The crop is a box 70-200 mm wide (each in-plane axis drawn separately) around the L3
+    body centre (else the middle listed vertebra) moved by a random offset, keeping every
+    slice: the superior-inferior extent, and so every level's row, is unchanged. The slice
+    axis is the array axis closest to superior-inferior; the origin moves with the crop.
+    """
+    from L3LocatorLib.volume import Volume
+
+    rng = np.random.default_rng([int(seed), 31])
+    if share <= 0 or rng.random() >= share or not truth.vertebrae:
+        return volume
+    anchor = truth.vertebra("L3") or truth.vertebrae[len(truth.vertebrae) // 2]
+    centre = np.asarray(anchor.centre_ras, float) + rng.normal(0.0, SPINE_CROP_JITTER_MM, 3)
+    direction = volume.ijk_to_ras[:3, :3]
+    spacing = np.linalg.norm(direction, axis=0)
+    slice_axis = int(np.argmax(np.abs(direction[2]) / spacing))
+    ijk = volume.ras_to_ijk_points(centre)
+    start = [0, 0, 0]
+    slices = [slice(None)] * 3
+    for axis in range(3):
+        if axis == slice_axis:
+            continue
+        size = volume.array.shape[2 - axis]
+        half = rng.uniform(*SPINE_CROP_MM) / 2.0 / spacing[axis]
+        lo = int(np.clip(round(ijk[axis] - half), 0, size - 1))
+        hi = int(np.clip(round(ijk[axis] + half), lo + 1, size))
+        start[axis] = lo
+        slices[2 - axis] = slice(lo, hi)
+    matrix = np.array(volume.ijk_to_ras)
+    matrix[:3, 3] = volume.ijk_to_ras_points(np.asarray(start, float))
+    return Volume(np.ascontiguousarray(volume.array[tuple(slices)]), matrix,
+                  f"{volume.name} (spine crop)")
+
+
 def _phantom_worker(args: tuple[int, str, dict, dict]) -> Optional[Sample]:
     seed, preset, options, config_dict = args
     from L3LocatorLib.phantoms import make_phantom
 
     config = PreprocessConfig(**config_dict)
+    options = dict(options)
+    share = float(options.pop("spine_crop", 0.0))
     try:
         volume, truth = make_phantom(seed, preset=preset, **options)
+        volume = spine_crop(volume, truth, seed, share)
         return sample_from_truth(volume, truth, config, f"phantom-{preset}-{seed}", "phantoms")
     except Exception as error:  # noqa: BLE001 - one bad phantom must not stop the rest
         log.warning("phantom %s/%d failed: %s", preset, seed, error)
@@ -349,10 +398,12 @@ def _phantom_worker(args: tuple[int, str, dict, dict]) -> Optional[Sample]:
 def _labelmap_worker(args: tuple) -> Optional[Sample]:
     path, seed, config_dict = args[:3]
     convention = args[3] if len(args) > 3 else "auto"
-    options = args[4] if len(args) > 4 else {}
+    options = dict(args[4]) if len(args) > 4 else {}
+    share = float(options.pop("spine_crop", 0.0))
     config = PreprocessConfig(**config_dict)
     try:
         volume, truth = _labelmap_case(path, seed, convention, **options)
+        volume = spine_crop(volume, truth, seed, share)
         return sample_from_truth(volume, truth, config, f"labelmap-{_stem(path)}-{seed}",
                                  "labelmap")
     except Exception as error:  # noqa: BLE001
@@ -579,10 +630,12 @@ def load_source(
         seed = int(parts[2]) if len(parts) > 2 and parts[2] else 0
         options = _parse_options(parts[3:])
         convention = str(options.pop("convention", "auto"))
-        extra = {k: float(options.pop(k)) for k in ("completion_mm",) if k in options}
+        extra = {k: float(options.pop(k)) for k in ("completion_mm", "spine_crop")
+                 if k in options}
         if options:
             raise ValueError(f"unknown label-map option(s) {sorted(options)} in {source!r}; "
-                             "use convention=auto|totalseg|verse, completion_mm=MM")
+                             "use convention=auto|totalseg|verse, completion_mm=MM, "
+                             "spine_crop=P")
         resolved = str(Path(path).resolve())
         files = [str(f.resolve()) for f in labelmap_files(path)]
         jobs = [(files[i % len(files)], seed + i, config.to_dict(), convention, extra)
@@ -595,7 +648,9 @@ def load_source(
             info["options"] = extra
         if len(files) > 1:
             info["files"] = [Path(f).name for f in files]
-        cache = cache_dir / f"labelmap_{Path(path).stem}_{n}_{seed}_{key}.npz"
+        opt_key = ("_" + hashlib.sha1(json.dumps(extra, sort_keys=True).encode()).hexdigest()[:6]
+                   if extra else "")
+        cache = cache_dir / f"labelmap_{Path(path).stem}_{n}_{seed}{opt_key}_{key}.npz"
         return cached_generate(cache, _labelmap_worker, jobs, f"label-map CTs {seed}..",
                                info, processes)
     if source.endswith(".npz"):

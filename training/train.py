@@ -18,6 +18,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from L3LocatorLib.errors import ModelError
 from L3LocatorLib.model import (
     LEVELS,
     ModelConfig,
@@ -26,7 +27,13 @@ from L3LocatorLib.model import (
     import_paddle,
     preset,
 )
-from L3LocatorLib.network import expand_channels
+from L3LocatorLib.network import (
+    expand_channels,
+    read_metadata,
+    read_weights,
+    sha256_file,
+    weights_path,
+)
 from L3LocatorLib.projection import PreprocessConfig, window
 
 from .augment import AugmentConfig, augment, band_target_2d, row_targets
@@ -69,8 +76,9 @@ class TrainConfig:
     device: str = "cpu"
     threads: int = 1
     val_limit: int = 0  #: validate on at most this many scans (0 = all)
-    #: weights to start from (fine-tuning): a ``.pdparams`` state dict or a ``.npz`` of
-    #: arrays named like the state dict; "" = random initialisation
+    #: weights to start from (fine-tuning): a model's ``.json`` (its weights, checked
+    #: against the sha256) or a ``.npz`` of arrays named like the state dict; "" = random
+    #: initialisation. Pickles (``.pdparams``) are refused: they can run code.
     init: str = ""
     #: overrides of ``AugmentConfig`` fields, e.g. ``{"p_warp": 0.0}``
     augmentation: dict[str, Any] = field(default_factory=dict)
@@ -181,12 +189,22 @@ def _rename_optimizer_state(state: dict, model: Any, to_structured: bool) -> dic
 
 
 def load_weights(paddle: Any, path: str) -> dict:
-    """A state dict from our own weights file: ``.npz`` (arrays by parameter name, no
-    pickle) or ``.pdparams`` (``paddle.load``; only for files this project wrote)."""
-    if str(path).endswith(".npz"):
-        with np.load(path, allow_pickle=False) as data:
-            return {k: paddle.to_tensor(data[k]) for k in data.files}
-    return paddle.load(str(path))
+    """A state dict to start from: a model ``.json`` (its ``.npz`` weights, sha256 checked)
+    or an ``.npz`` of arrays by parameter name. Neither can run code; anything else (a
+    ``.pdparams`` pickle above all) is refused with ``ModelError``."""
+    name = str(path).lower()
+    if name.endswith(".json"):
+        meta = read_metadata(Path(path))
+        path = weights_path(Path(path), meta)
+        if sha256_file(path) != meta.sha256:
+            raise ModelError(f"--init {path}: the weights do not match the sha256 in the "
+                             "model's .json; re-export or re-download the model.")
+    elif not name.endswith(".npz"):
+        raise ModelError(
+            f"--init {path}: start from a model's .json or an .npz of weights. A .pdparams "
+            "file is a Python pickle that can run code; convert a model you trust with "
+            "'python -m training.export convert MODEL.json --trust-pickle'.")
+    return {k: paddle.to_tensor(v) for k, v in read_weights(Path(path)).items()}
 
 
 def _predictor(paddle: Any, model: Any) -> Any:
