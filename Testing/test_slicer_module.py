@@ -362,18 +362,22 @@ def test_ui_widget_names_match_the_widget_code(mod):
     assert collapsed and collapsed[0].findtext("bool") == "true"
 
 
+_WIDGETS: list = []
+
+
+@pytest.fixture(autouse=True)
+def _clean_up_widgets():
+    """Widgets are cleaned up as Slicer does on module unload: their scene observers go,
+    so no stale panel reacts to a later scene close (or to the one at interpreter exit)."""
+    yield
+    while _WIDGETS:
+        _WIDGETS.pop().cleanup()
+
+
 @pytest.fixture()
 def widget(slicer, mod):
     """As Slicer's module factory does it: the panel's parent widget first, then setup()."""
-    import qt
-
-    parent = slicer.qMRMLWidget()
-    parent.setLayout(qt.QVBoxLayout())
-    parent.setMRMLScene(slicer.mrmlScene)
-    w = mod.L3LocatorWidget(parent)
-    w.setup()
-    w.parent.isEntered = True
-    return w
+    return _fresh_widget(slicer, mod)
 
 
 def test_widget_button_disabled_until_a_volume_is_chosen(slicer, mod, widget):
@@ -1032,6 +1036,7 @@ def _fresh_widget(slicer, mod):
     w = mod.L3LocatorWidget(parent)
     w.setup()
     w.parent.isEntered = True
+    _WIDGETS.append(w)
     return w
 
 

@@ -158,38 +158,34 @@ class _Writer:
             save_dataset(ds, folder / ds.SOPInstanceUID)
         self.record(uid, "Cor 3.0 MPR", n, SKIPPED)
 
-    def dose_report(self) -> None:
-        """An X-ray radiation dose structured report (no pixels)."""
+    def _one_instance(self, sop_class: str, modality: str, description: str) -> Any:
+        """The dataset of a one-image series of this study (saved by ``_save_one``)."""
         self.number += 1
-        uid = new_uid()
-        folder = self.folder(uid)
-        folder.mkdir(parents=True, exist_ok=True)
-        ds = base_dataset(DOSE_SR)
+        ds = base_dataset(sop_class)
         for name, value in self.patient_study.items():
             setattr(ds, name, value)
-        ds.Modality = "SR"
-        ds.SeriesInstanceUID = uid
+        ds.Modality = modality
+        ds.SeriesInstanceUID = new_uid()
         ds.SeriesNumber = self.number
         ds.InstanceNumber = 1
-        ds.SeriesDescription = "Dose Report"
-        ds.ValueType = "CONTAINER"
+        ds.SeriesDescription = description
+        return ds
+
+    def _save_one(self, ds: Any) -> None:
+        folder = self.folder(ds.SeriesInstanceUID)
+        folder.mkdir(parents=True, exist_ok=True)
         save_dataset(ds, folder / ds.SOPInstanceUID)
-        self.record(uid, "Dose Report", 1, SKIPPED)
+        self.record(ds.SeriesInstanceUID, ds.SeriesDescription, 1, SKIPPED)
+
+    def dose_report(self) -> None:
+        """An X-ray radiation dose structured report (no pixels)."""
+        ds = self._one_instance(DOSE_SR, "SR", "Dose Report")
+        ds.ValueType = "CONTAINER"
+        self._save_one(ds)
 
     def secondary_capture(self) -> None:
         """A secondary-capture picture (a protocol page), grey 8-bit."""
-        self.number += 1
-        uid = new_uid()
-        folder = self.folder(uid)
-        folder.mkdir(parents=True, exist_ok=True)
-        ds = base_dataset(SECONDARY_CAPTURE)
-        for name, value in self.patient_study.items():
-            setattr(ds, name, value)
-        ds.Modality = "OT"
-        ds.SeriesInstanceUID = uid
-        ds.SeriesNumber = self.number
-        ds.InstanceNumber = 1
-        ds.SeriesDescription = "Patient Protocol"
+        ds = self._one_instance(SECONDARY_CAPTURE, "OT", "Patient Protocol")
         ds.ConversionType = "WSD"
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME2"
@@ -198,8 +194,7 @@ class _Writer:
         ds.HighBit = 7
         ds.PixelRepresentation = 0
         ds.PixelData = self.rng.integers(0, 255, (32, 32), dtype=np.uint8).tobytes()
-        save_dataset(ds, folder / ds.SOPInstanceUID)
-        self.record(uid, "Patient Protocol", 1, SKIPPED)
+        self._save_one(ds)
 
 
 def write_synthetic_export(
