@@ -16,8 +16,9 @@ the chest CT's its TotalSegmentator label. Phantoms know their body centres.
 
 Phantom variants: 2 mm and 3 mm voxels, 1.5 x 1.5 x 5 mm, 4 x 4 x 5 mm in a random
 orientation with tilt, a contrast-filled calcified aorta, metal (spine and hip),
-and a 120 mm spine crop; the real scans also as 120 mm spine crops ("crop") and with
-only every n-th slice kept, about 5 mm apart ("5 mm").
+and a 120 mm spine crop; the real scans also as 120 mm spine crops ("crop"), with
+only every n-th slice kept, about 5 mm apart ("5 mm"), and with bone 150 HU less dense
+("thin bone": osteoporotic marrow and cortex, as in older patients).
 """
 
 from __future__ import annotations
@@ -142,6 +143,12 @@ def thick_slices(volume: Volume, mm: float) -> Volume:
     return Volume(volume.array[::step], matrix, "thick")
 
 
+def thin_bone(volume: Volume, hu: float = 150.0) -> Volume:
+    """Every voxel above ``hu`` made ``hu`` less dense (thinner, osteoporotic bone)."""
+    a = volume.array
+    return Volume(np.where(a > hu, a - hu, a).astype(np.float32), volume.ijk_to_ras, "thin")
+
+
 def phantom_body_centres(n: int) -> list[tuple[str, Volume, dict[str, np.ndarray]]]:
     """``n`` phantoms of each variant (seeds 100...), plus 120 mm spine crops of the
     contrast ones: (variant, CT, level -> body centre RAS mm)."""
@@ -195,7 +202,8 @@ def main() -> int:
     for key, (volume, centres) in real_body_centres(args.data).items():
         middle = centres[sorted(centres)[len(centres) // 2]]
         for crop, scan in (("", volume), (" crop", narrow(volume, middle, CROP_MM)),
-                           (" 5 mm", thick_slices(volume, 5.0))):
+                           (" 5 mm", thick_slices(volume, 5.0)),
+                           (" thin bone", thin_bone(volume))):
             for row in point_errors(scan, centres):
                 groups.setdefault(f"real {key}{crop}", []).append(row)
                 print(f"{key + crop:14s} {row['level']:5s} {row['d_r_mm']:+7.1f} "

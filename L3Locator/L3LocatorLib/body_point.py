@@ -13,6 +13,10 @@ that row. Then, on an axial slab of the volume around that level (1 mm grid, RAS
    front of the canal that touches the canal's front;
 3. its centroid is the answer.
 
+Steps 1-2 run at the usual bone threshold and, when they fail there, once more at 0.6
+of it: osteoporotic bone (marrow near 100-150 HU, thin cortex) breaks the arch and the
+body's shell apart at the first.
+
 Nothing here relies on one front-back spine position for the whole scan: the spine
 curves by several centimetres between T11 and L3. When the canal or the body cannot
 be found robustly (no closed vertebral arch at that level, implausible body size),
@@ -41,11 +45,18 @@ SLAB_OFFSETS_MM = (-8.0, -4.0, -2.0, 0.0, 2.0, 4.0, 8.0)
 CANAL_AREA_MM2 = (50.0, 900.0)
 CANAL_MAX_EXTENT_MM = (35.0, 40.0)  # front-back, right-left
 CANAL_MAX_OFF_MIDLINE_MM = 18.0
+#: How far (mm) the canal's front may lie in front of the sagittal MIP's spine track: the
+#: canal is behind the body, so a "canal" farther forward is a gap between ribs, sternum
+#: or cartilage (seen at the lower bone threshold on coarse voxels), not the spine's.
+CANAL_MAX_ANTERIOR_OF_TRACK_MM = 30.0
 #: Enclosed holes larger than this (mm^2) are a body's cancellous interior, not the canal.
 BODY_HOLE_MM2 = 400.0
 #: Plausible vertebral body in an axial slab (mm): depth range, largest width.
 BODY_DEPTH_MM = (15.0, 50.0)
 BODY_MAX_WIDTH_MM = 70.0
+#: Bone thresholds tried, as fractions of ``PreprocessConfig.bone_hu``: the usual one, then
+#: a lower one for thin (osteoporotic) bone whose arch or cortex breaks up at the first.
+BONE_HU_SCALES = (1.0, 0.6)
 #: Fallback: the body centre's usual distance in front of the canal (mm).
 BODY_HALF_DEPTH_MM = 15.0
 
@@ -91,21 +102,28 @@ def vertebral_body_point(volume: Volume, projections: Projections, row: float) -
     if a_values.size < 20:
         return _midline_fallback(volume, r_mm, s_mm, spine_a, config.bone_hu)
     hu = sample_axial_slab(volume, r_values, a_values, s_mm + np.asarray(SLAB_OFFSETS_MM))
-    canal = find_canal(hu.max(axis=0) > config.bone_hu, r_mm - r_values)
-    if canal is None:
-        return _midline_fallback(volume, r_mm, s_mm, spine_a, config.bone_hu)
-    canal_front, canal_col = canal
+    slab_max = hu.max(axis=0)
     middle = hu[2:5].max(axis=0)  # within 2 mm of the level
-    body = body_in_front_of_canal(middle > 0.75 * config.bone_hu, canal_front, canal_col)
-    if body is None:
-        a_mm = float(a_values[canal_front]) + BODY_HALF_DEPTH_MM
-        return BodyPoint(np.array([float(r_values[canal_col]), a_mm, s_mm]), False, (
-            "The vertebral body could not be outlined at this level, so the point lies on "
-            f"the spine's midline {BODY_HALF_DEPTH_MM:.0f} mm in front of the spinal canal: "
-            "check it before measuring there."))
-    a_index, r_index = body
-    return BodyPoint(np.array([_interp(r_values, r_index), _interp(a_values, a_index), s_mm]),
-                     True)
+    first_canal = None
+    for scale in BONE_HU_SCALES:
+        threshold = scale * config.bone_hu
+        canal = find_canal(slab_max > threshold, r_mm - r_values)
+        if canal is None or a_values[canal[0]] - spine_a > CANAL_MAX_ANTERIOR_OF_TRACK_MM:
+            continue
+        first_canal = first_canal or canal
+        body = body_in_front_of_canal(middle > 0.75 * threshold, *canal)
+        if body is not None:
+            a_index, r_index = body
+            return BodyPoint(np.array([_interp(r_values, r_index), _interp(a_values, a_index),
+                                       s_mm]), True)
+    if first_canal is None:
+        return _midline_fallback(volume, r_mm, s_mm, spine_a, config.bone_hu)
+    canal_front, canal_col = first_canal
+    a_mm = float(a_values[canal_front]) + BODY_HALF_DEPTH_MM
+    return BodyPoint(np.array([float(r_values[canal_col]), a_mm, s_mm]), False, (
+        "The vertebral body could not be outlined at this level, so the point lies on "
+        f"the spine's midline {BODY_HALF_DEPTH_MM:.0f} mm in front of the spinal canal: "
+        "check it before measuring there."))
 
 
 def sample_axial_slab(volume: Volume, r_values: np.ndarray, a_values: np.ndarray,
