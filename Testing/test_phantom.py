@@ -270,6 +270,28 @@ def test_labelmap_ct_has_bone_at_landmark_and_crops():
     check_truth(cut, tcut)
 
 
+def test_labelmap_ct_bone_density_thins_bone_only():
+    """``bone_density`` scales bone (core and shell) and nothing else; same seed, same CT
+    otherwise, so the default renders stay as they were."""
+    from L3LocatorLib.phantoms.labelmap_ct import labelmap_to_ct
+
+    labels, cmap = _labelmap()
+    lab = np.asarray(labels.array)
+    l3 = lab == 20  # TotalSegmentator v1: vertebrae_L3
+    liver = lab == next(int(k) for k, name in cmap.items() if name == "liver")
+    common = dict(noise_hu=0.0, kernel="standard", slice_thickness_mm=1.5, table=False,
+                  degenerate=False)
+    normal, _ = labelmap_to_ct(labels, cmap, seed=4, **common)
+    thin, _ = labelmap_to_ct(labels, cmap, seed=4, bone_density=0.5, **common)
+    dense_hu = float(np.median(normal.array[l3]))
+    thin_hu = float(np.median(thin.array[l3]))
+    assert 0.4 < thin_hu / dense_hu < 0.6, (dense_hu, thin_hu)
+    assert float(np.median(thin.array[liver])) == pytest.approx(
+        float(np.median(normal.array[liver])), abs=2)
+    assert labelmap_to_ct(labels, cmap, seed=4, bone_density=1.0, **common)[0].array.tobytes() \
+        == normal.array.tobytes()
+
+
 def test_contact_sheet_command_writes_png(tmp_path):
     pytest.importorskip("PIL")
     from training.contact_sheet import main

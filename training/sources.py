@@ -15,7 +15,7 @@ SOURCE strings (``parse_sources``), combined with ``+``:
     N synthetic phantoms with seeds SEED..SEED+N-1 (default preset
     ``random``; options go to ``make_phantom``, e.g. ``spacing=[2,2,2]:matrix=200``
     for fast low-resolution phantoms), generated once with 2 processes and cached.
-``labelmap:PATH[:N[:SEED[:convention=C][:completion_mm=MM][:spine_crop=P]]]``
+``labelmap:PATH[:N[:SEED[:convention=C][:completion_mm=MM][:spine_crop=P][:bone_density=F]]]``
     N CTs synthesised from a multi-label segmentation (real anatomy) with
     random intensities and fields of view, cached likewise. PATH is one map or a
     folder of maps (seed ``SEED + i`` uses map ``i`` modulo their number, in name
@@ -23,7 +23,8 @@ SOURCE strings (``parse_sources``), combined with ``+``:
     beside each file, VerSe numbers for files named ``*verse*`` or with
     ``convention=verse`` (see ``L3LocatorLib.phantoms.label_conventions``);
     vertebra-only maps get synthetic ribs, pelvis and soft tissue (on a grid of
-    ``completion_mm`` voxels, default 2).
+    ``completion_mm`` voxels, default 2); ``bone_density`` scales the bone's HU
+    (osteoporotic bone: 0.4-0.7, as the phantoms' ``density`` option).
 
 Both synthetic sources take ``spine_crop=P``: a share P of their scans (chosen by seed)
 is cut in-plane to a spine-centred field of view 70-200 mm wide before projecting, like
@@ -630,12 +631,12 @@ def load_source(
         seed = int(parts[2]) if len(parts) > 2 and parts[2] else 0
         options = _parse_options(parts[3:])
         convention = str(options.pop("convention", "auto"))
-        extra = {k: float(options.pop(k)) for k in ("completion_mm", "spine_crop")
-                 if k in options}
+        extra = {k: float(options.pop(k)) for k in ("completion_mm", "spine_crop",
+                                                    "bone_density") if k in options}
         if options:
             raise ValueError(f"unknown label-map option(s) {sorted(options)} in {source!r}; "
                              "use convention=auto|totalseg|verse, completion_mm=MM, "
-                             "spine_crop=P")
+                             "spine_crop=P, bone_density=F")
         resolved = str(Path(path).resolve())
         files = [str(f.resolve()) for f in labelmap_files(path)]
         jobs = [(files[i % len(files)], seed + i, config.to_dict(), convention, extra)

@@ -264,7 +264,7 @@ def labelmap_to_ct(
     contrast: str | None = None, oral_contrast: bool | None = None,
     noise_hu: float | None = None, kernel: str | None = None,
     slice_thickness_mm: float | None = None, flip: bool | str = False, table: bool | None = None,
-    degenerate: bool | None = None,
+    degenerate: bool | None = None, bone_density: float = 1.0,
 ) -> tuple[Volume, Truth]:
     """A CT (int16 HU, same grid as ``labels`` unless cropped/flipped) and its truth.
 
@@ -283,6 +283,9 @@ def labelmap_to_ct(
         degenerate: an older spine (default random, half the cases): mottled marrow with
             bone islands and discs narrowed or bridged by sclerosis and osteophytes, so
             the dark disc gaps of the sagittal MIP fade, as on real older patients.
+        bone_density: factor on the bone's HU above water (cancellous core and cortical
+            shell), like the phantoms' ``density``: 0.4-0.7 for osteoporotic bone, whose
+            core (about 60-150 HU) barely shows in the HU window of the projections.
     """
 
     rng = np.random.default_rng(seed)
@@ -308,6 +311,8 @@ def labelmap_to_ct(
     if z_range is None and fov == "random" and lm_s is not None:
         z_range = _random_range(truth_full, rng)
     hu_lut, bone_lut = _hu_table(cmap, rng, contrast, oral)
+    if bone_density != 1.0:
+        hu_lut[bone_lut] *= np.float32(bone_density)
     arr_axis = 2 - s_axis
     n_s = lab.shape[arr_axis]
     keep = slice(0, n_s)
@@ -344,7 +349,7 @@ def labelmap_to_ct(
     if bone.any():
         inner = ndimage.binary_erosion(bone, iterations=1)
         shell = bone & ~inner
-        cort = np.float32(rng.uniform(900, 1400))
+        cort = np.float32(rng.uniform(900, 1400) * bone_density)
         hu = np.where(shell, cort, hu)
         if degenerate if degenerate is not None else rng.random() < 0.5:
             vert_labels = [k for k, n in cmap.items() if _VERT.match(n)]
