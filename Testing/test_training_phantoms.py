@@ -54,9 +54,8 @@ def test_spine_crop_keeps_patient_positions_and_levels(orientation):
                                          matrix=200, orientation=orientation)
     assert spine_crop(volume, truth, 3, 0.0) is volume
     cropped = spine_crop(volume, truth, 3, 1.0)
-    direction = volume.ijk_to_ras[:3, :3]
-    spacing = np.linalg.norm(direction, axis=0)
-    slice_axis = int(np.argmax(np.abs(direction[2]) / spacing))
+    spacing = volume.spacing
+    slice_axis = int(np.argmax(np.abs(volume.direction[2])))
     for axis in range(3):
         n_full, n_crop = volume.array.shape[2 - axis], cropped.array.shape[2 - axis]
         if axis == slice_axis:

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from body_centres import body_centres_for
+from body_centres import body_centres_for, thin_bone
 
 from L3LocatorLib.errors import L3LocatorError
 from L3LocatorLib.locate import locate
@@ -215,8 +215,7 @@ def degraded(volume: Volume, centre_ras: np.ndarray) -> list[tuple[str, Volume]]
     out.append((f"{step * volume.spacing[2]:.1f} mm slices", Volume(a[::step], thick, "thick")))
     noise = np.random.default_rng(0).normal(0.0, 40.0, a.shape)
     out.append(("noise 40 HU", Volume((a + noise).astype(np.float32), volume.ijk_to_ras, "n")))
-    thin = np.where(a > 150, a - 150, a).astype(np.float32)
-    out.append(("bone 150 HU less dense", Volume(thin, volume.ijk_to_ras, "thin")))
+    out.append(("bone 150 HU less dense", thin_bone(volume, 150.0)))
     i, j, _ = np.round(volume.ras_to_ijk_points(centre_ras)).astype(int)
     for width_mm in (200, 150, 100):
         h = int(width_mm / 2 / volume.spacing[0])

@@ -359,9 +359,8 @@ def spine_crop(volume: Any, truth: Any, seed: int, share: float) -> Any:
         return volume
     anchor = truth.vertebra("L3") or truth.vertebrae[len(truth.vertebrae) // 2]
     centre = np.asarray(anchor.centre_ras, float) + rng.normal(0.0, SPINE_CROP_JITTER_MM, 3)
-    direction = volume.ijk_to_ras[:3, :3]
-    spacing = np.linalg.norm(direction, axis=0)
-    slice_axis = int(np.argmax(np.abs(direction[2]) / spacing))
+    spacing = volume.spacing
+    slice_axis = int(np.argmax(np.abs(volume.direction[2])))
     ijk = volume.ras_to_ijk_points(centre)
     start = [0, 0, 0]
     slices = [slice(None)] * 3
@@ -619,8 +618,7 @@ def load_source(
         info = {"source": "phantoms", "n": n, "seed": seed, "preset": preset_name,
                 "options": options, "preprocess": config.to_dict(),
                 "generator": _generator_version()}
-        opt_key = hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()[:6]
-        cache = cache_dir / f"phantoms_{preset_name}_{n}_{seed}_{opt_key}_{key}.npz"
+        cache = cache_dir / f"phantoms_{preset_name}_{n}_{seed}_{_options_key(options)}_{key}.npz"
         return cached_generate(cache, _phantom_worker, jobs, f"phantoms {seed}..{seed + n - 1}",
                                info, processes)
     if source.startswith("labelmap:"):
@@ -649,8 +647,7 @@ def load_source(
             info["options"] = extra
         if len(files) > 1:
             info["files"] = [Path(f).name for f in files]
-        opt_key = ("_" + hashlib.sha1(json.dumps(extra, sort_keys=True).encode()).hexdigest()[:6]
-                   if extra else "")
+        opt_key = f"_{_options_key(extra)}" if extra else ""  # older caches had no options
         cache = cache_dir / f"labelmap_{Path(path).stem}_{n}_{seed}{opt_key}_{key}.npz"
         return cached_generate(cache, _labelmap_worker, jobs, f"label-map CTs {seed}..",
                                info, processes)
@@ -670,6 +667,11 @@ def load_source(
         "(FOLDER or FOLDER:CSV), phantoms:N[:SEED] or labelmap:PATH[:N[:SEED]] (a map or a "
         "folder of maps)."
     )
+
+
+def _options_key(options: dict[str, Any]) -> str:
+    """Six hex digits naming a source's options in its cache file name."""
+    return hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()[:6]
 
 
 def _parse_options(items: Sequence[str]) -> dict[str, Any]:

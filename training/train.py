@@ -31,8 +31,7 @@ from L3LocatorLib.network import (
     expand_channels,
     read_metadata,
     read_weights,
-    sha256_file,
-    weights_path,
+    verified_weights_path,
 )
 from L3LocatorLib.projection import PreprocessConfig, window
 
@@ -194,11 +193,7 @@ def load_weights(paddle: Any, path: str) -> dict:
     ``.pdparams`` pickle above all) is refused with ``ModelError``."""
     name = str(path).lower()
     if name.endswith(".json"):
-        meta = read_metadata(Path(path))
-        path = weights_path(Path(path), meta)
-        if sha256_file(path) != meta.sha256:
-            raise ModelError(f"--init {path}: the weights do not match the sha256 in the "
-                             "model's .json; re-export or re-download the model.")
+        path = verified_weights_path(Path(path), read_metadata(Path(path)))
     elif not name.endswith(".npz"):
         raise ModelError(
             f"--init {path}: start from a model's .json or an .npz of weights. A .pdparams "

@@ -516,6 +516,25 @@ def read_weights(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
+def verified_weights_path(json_path: Path, meta: ModelMetadata) -> Path:
+    """The weights file of a model (see ``weights_path``), present and matching the sha256
+    in its JSON; else ``ModelError`` saying what to do."""
+    weights = weights_path(json_path, meta)
+    if not weights.is_file():
+        raise ModelError(
+            f"The weights file {weights} named by {json_path.name} is missing. Copy it next to "
+            "the model .json (both files belong together) or re-export the model."
+        )
+    digest = sha256_file(weights)
+    if digest != meta.sha256:
+        raise ModelError(
+            f"The weights file {weights} does not match {json_path.name} (sha256 "
+            f"{digest[:12]}... instead of {meta.sha256[:12]}...): it is truncated, damaged or "
+            "from another model. Copy the matching weights or re-download the model."
+        )
+    return weights
+
+
 def _load_uncached(path: Path, device: str) -> LoadedModel:
     started = time.perf_counter()
     meta = read_metadata(path)
@@ -527,19 +546,7 @@ def _load_uncached(path: Path, device: str) -> LoadedModel:
         )
     if config.in_channels % len(meta.views) != 0:
         raise ModelError(f"{path}: {config.in_channels} input channels cannot hold {meta.views}.")
-    weights = weights_path(path, meta)
-    if not weights.is_file():
-        raise ModelError(
-            f"The weights file {weights} named by {path.name} is missing. Copy it next to the "
-            "model .json (both files belong together) or re-export the model."
-        )
-    digest = sha256_file(weights)
-    if digest != meta.sha256:
-        raise ModelError(
-            f"The weights file {weights} does not match {path.name} (sha256 {digest[:12]}... "
-            f"instead of {meta.sha256[:12]}...): it is truncated, damaged or from another model. "
-            "Copy the matching weights or re-download the model."
-        )
+    weights = verified_weights_path(path, meta)
     paddle = import_paddle()
     paddle.set_device(device)
     network = build_model(config)
@@ -630,5 +637,6 @@ __all__ = [
     "read_metadata",
     "resolve_device",
     "sha256_file",
+    "verified_weights_path",
     "view_batch",
 ]
