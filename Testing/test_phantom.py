@@ -292,6 +292,52 @@ def test_labelmap_ct_bone_density_thins_bone_only():
         == normal.array.tobytes()
 
 
+def test_labelmap_ct_thin_walls_dim_the_bodies_not_the_posterior_elements():
+    """``wall_fraction`` < 1 dims the vertebral bodies' side walls, so a side view (max
+    right-left) of L3's body drops, while the compact posterior elements and everything
+    outside the vertebrae keep their HU; 1.0 is the default render, byte for byte."""
+    from L3LocatorLib.phantoms.labelmap_ct import labelmap_to_ct
+
+    labels, cmap = _labelmap()
+    lab = np.asarray(labels.array)
+    l3 = lab == 20  # TotalSegmentator v1: vertebrae_L3
+    liver = lab == next(int(k) for k, name in cmap.items() if name == "liver")
+    common = dict(noise_hu=0.0, kernel="standard", slice_thickness_mm=1.5, table=False,
+                  degenerate=False)
+    normal, _ = labelmap_to_ct(labels, cmap, seed=4, **common)
+    thin, _ = labelmap_to_ct(labels, cmap, seed=4, wall_fraction=0.2, **common)
+    assert labelmap_to_ct(labels, cmap, seed=4, wall_fraction=1.0, **common)[0].array.tobytes() \
+        == normal.array.tobytes()
+    # The array axis closest to right-left, and L3's body: its front half along A-P.
+    lr_axis = 2 - int(np.argmax(np.abs(labels.direction[0])))
+    ap_axis = 2 - int(np.argmax(np.abs(labels.direction[1])))
+    ap = np.indices(lab.shape)[ap_axis]
+    ap_sign = np.sign(labels.direction[1][2 - ap_axis])
+    ap_mm = ap * ap_sign  # grows anteriorly
+    front = l3 & (ap_mm > np.median(ap_mm[l3]))
+
+    def side_view(volume):
+        return np.where(front, volume.array, -1000).max(axis=lr_axis)[front.any(axis=lr_axis)]
+
+    assert np.median(side_view(thin)) < 0.75 * np.median(side_view(normal))
+    back = l3 & ~front
+    assert np.percentile(thin.array[back], 99) == pytest.approx(
+        np.percentile(normal.array[back], 99), rel=0.1)
+    assert float(np.median(thin.array[liver])) == float(np.median(normal.array[liver]))
+
+
+def test_thin_walls_share_is_chosen_by_seed():
+    from training.sources import THIN_WALL_FRACTION, wall_fraction
+
+    fractions = [wall_fraction(seed, 0.5) for seed in range(200)]
+    thin = [f for f in fractions if f != 1.0]
+    assert 70 < len(thin) < 130
+    assert all(THIN_WALL_FRACTION[0] <= f <= THIN_WALL_FRACTION[1] for f in thin)
+    assert fractions == [wall_fraction(seed, 0.5) for seed in range(200)]
+    assert all(wall_fraction(seed, 0.0) == 1.0 for seed in range(50))
+    assert all(wall_fraction(seed, 1.0) != 1.0 for seed in range(50))
+
+
 def test_contact_sheet_command_writes_png(tmp_path):
     pytest.importorskip("PIL")
     from training.contact_sheet import main

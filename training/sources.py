@@ -15,7 +15,7 @@ SOURCE strings (``parse_sources``), combined with ``+``:
     N synthetic phantoms with seeds SEED..SEED+N-1 (default preset
     ``random``; options go to ``make_phantom``, e.g. ``spacing=[2,2,2]:matrix=200``
     for fast low-resolution phantoms), generated once with 2 processes and cached.
-``labelmap:PATH[:N[:SEED[:convention=C][:completion_mm=MM][:spine_crop=P][:bone_density=F]]]``
+``labelmap:PATH[:N[:SEED[:convention=C][:completion_mm=MM][:spine_crop=P][:bone_density=F][:thin_walls=P]]]``
     N CTs synthesised from a multi-label segmentation (real anatomy) with
     random intensities and fields of view, cached likewise. PATH is one map or a
     folder of maps (seed ``SEED + i`` uses map ``i`` modulo their number, in name
@@ -24,7 +24,10 @@ SOURCE strings (``parse_sources``), combined with ``+``:
     ``convention=verse`` (see ``L3LocatorLib.phantoms.label_conventions``);
     vertebra-only maps get synthetic ribs, pelvis and soft tissue (on a grid of
     ``completion_mm`` voxels, default 2); ``bone_density`` scales the bone's HU
-    (osteoporotic bone: 0.4-0.7, as the phantoms' ``density`` option).
+    (osteoporotic bone: 0.4-0.7, as the phantoms' ``density`` option);
+    ``thin_walls=P`` draws a share P of the scans (chosen by seed) with the thin
+    vertebral-body walls of real CT (``THIN_WALL_FRACTION``; see ``labelmap_to_ct``'s
+    ``wall_fraction``), so the bodies look dim between bright endplates in the MIPs.
 
 Both synthetic sources take ``spine_crop=P``: a share P of their scans (chosen by seed)
 is cut in-plane to a spine-centred field of view 70-200 mm wide before projecting, like
@@ -395,11 +398,27 @@ def _phantom_worker(args: tuple[int, str, dict, dict]) -> Optional[Sample]:
         return None
 
 
+#: Range of ``labelmap_to_ct``'s ``wall_fraction`` drawn for the ``thin_walls`` scans.
+THIN_WALL_FRACTION = (0.1, 0.6)
+
+
+def wall_fraction(seed: int, share: float) -> float:
+    """The vertebral-body wall fraction of scan ``seed`` of a ``thin_walls=share`` source:
+    one drawn from ``THIN_WALL_FRACTION`` for a share of seeds, else 1 (full cortex)."""
+    rng = np.random.default_rng([int(seed), 37])
+    if share <= 0 or rng.random() >= share:
+        return 1.0
+    return float(rng.uniform(*THIN_WALL_FRACTION))
+
+
 def _labelmap_worker(args: tuple) -> Optional[Sample]:
     path, seed, config_dict = args[:3]
     convention = args[3] if len(args) > 3 else "auto"
     options = dict(args[4]) if len(args) > 4 else {}
     share = float(options.pop("spine_crop", 0.0))
+    walls = wall_fraction(seed, float(options.pop("thin_walls", 0.0)))
+    if walls != 1.0:
+        options["wall_fraction"] = walls
     config = PreprocessConfig(**config_dict)
     try:
         volume, truth = _labelmap_case(path, seed, convention, **options)
@@ -630,11 +649,11 @@ def load_source(
         options = _parse_options(parts[3:])
         convention = str(options.pop("convention", "auto"))
         extra = {k: float(options.pop(k)) for k in ("completion_mm", "spine_crop",
-                                                    "bone_density") if k in options}
+                                                    "bone_density", "thin_walls") if k in options}
         if options:
             raise ValueError(f"unknown label-map option(s) {sorted(options)} in {source!r}; "
                              "use convention=auto|totalseg|verse, completion_mm=MM, "
-                             "spine_crop=P, bone_density=F")
+                             "spine_crop=P, bone_density=F, thin_walls=P")
         resolved = str(Path(path).resolve())
         files = [str(f.resolve()) for f in labelmap_files(path)]
         jobs = [(files[i % len(files)], seed + i, config.to_dict(), convention, extra)

@@ -264,7 +264,7 @@ def labelmap_to_ct(
     contrast: str | None = None, oral_contrast: bool | None = None,
     noise_hu: float | None = None, kernel: str | None = None,
     slice_thickness_mm: float | None = None, flip: bool | str = False, table: bool | None = None,
-    degenerate: bool | None = None, bone_density: float = 1.0,
+    degenerate: bool | None = None, bone_density: float = 1.0, wall_fraction: float = 1.0,
 ) -> tuple[Volume, Truth]:
     """A CT (int16 HU, same grid as ``labels`` unless cropped/flipped) and its truth.
 
@@ -286,6 +286,12 @@ def labelmap_to_ct(
         bone_density: factor on the bone's HU above water (cancellous core and cortical
             shell), like the phantoms' ``density``: 0.4-0.7 for osteoporotic bone, whose
             core (about 60-150 HU) barely shows in the HU window of the projections.
+        wall_fraction: HU of the vertebral bodies' side walls, as a fraction of the way
+            from the cancellous core to the cortex (1.0: a full cortical shell, as
+            thin compact bone). Real walls are thinner than a voxel, so a sagittal or
+            frontal MIP shows the bodies dim between bright endplates and posterior
+            elements (about 0.1-0.5 on older patients); the endplates and the thin
+            parts (pedicles, laminae, processes) keep their cortex.
     """
 
     rng = np.random.default_rng(seed)
@@ -351,8 +357,12 @@ def labelmap_to_ct(
         shell = bone & ~inner
         cort = np.float32(rng.uniform(900, 1400) * bone_density)
         hu = np.where(shell, cort, hu)
+        vert_labels = [k for k, n in cmap.items() if _VERT.match(n)]
+        if wall_fraction != 1.0:
+            _thin_vertebral_walls(hu, np.isin(lab, vert_labels), shell, lab, hu_lut, cort,
+                                  wall_fraction, arr_axis, np.asarray(spacing)[::-1],
+                                  np.random.default_rng([int(seed), 11]))
         if degenerate if degenerate is not None else rng.random() < 0.5:
-            vert_labels = [k for k, n in cmap.items() if _VERT.match(n)]
             _degenerate_spine(hu, lab, vert_labels, arr_axis, float(spacing[s_axis]), rng)
     # partial volume: a little blur (sigma in voxels), stronger with a soft kernel
     sig = {"soft": 0.8, "standard": 0.6, "sharp": 0.4}[kernel]
@@ -384,6 +394,43 @@ def labelmap_to_ct(
                          "noise_hu": noise, "slice_thickness_mm": float(th),
                          "z_range_mm": None if z_range is None else [float(v) for v in z_range]})
     return volume, truth
+
+
+#: Bone deeper than this (mm) from the vertebra's surface is a vertebral body's core; the
+#: shell within this distance of such bone is the body's wall, the rest thin compact bone.
+_BODY_DEPTH_MM = 4.0
+
+
+def _thin_vertebral_walls(hu: np.ndarray, vert: np.ndarray, shell: np.ndarray,
+                          lab: np.ndarray, hu_lut: np.ndarray, cortex_hu: float, fraction: float,
+                          arr_axis: int, spacing_kji: np.ndarray,
+                          rng: np.random.Generator) -> None:
+    """In place: the side walls of the vertebral bodies drawn at ``fraction`` of the way
+    from their core HU (``hu_lut[lab]``) to ``cortex_hu``. ``hu``, ``vert`` (vertebra
+    mask), ``shell`` (bone surface) and ``lab`` (label map) are ``[k, j, i]``;
+    ``spacing_kji`` is mm per array axis. Endplates (the surface facing along the array
+    axis closest to S, ``arr_axis``) get a fraction drawn between ``fraction`` and 1."""
+    box = ndimage.find_objects(vert.astype(np.uint8))
+    if not box or box[0] is None:
+        return
+    box = box[0]
+    vert = vert[box]
+    depth = ndimage.distance_transform_edt(vert, sampling=spacing_kji)
+    deep = depth > _BODY_DEPTH_MM
+    if not deep.any():
+        return
+    body = ndimage.distance_transform_edt(~deep, sampling=spacing_kji) <= _BODY_DEPTH_MM + 1.0
+    line = np.zeros((3, 3, 3), dtype=bool)
+    line[tuple(slice(None) if ax == arr_axis else 1 for ax in range(3))] = True
+    inside_along_s = ndimage.binary_erosion(vert, structure=line, border_value=1)
+    surface = shell[box] & vert & body
+    wall = surface & inside_along_s
+    endplate = surface & ~inside_along_s
+    sub = hu[box]
+    core = hu_lut[lab[box]]
+    end_fraction = np.float32(rng.uniform(max(fraction, 0.5), 1.0))
+    sub[wall] = core[wall] + np.float32(fraction) * (cortex_hu - core[wall])
+    sub[endplate] = core[endplate] + end_fraction * (cortex_hu - core[endplate])
 
 
 def _degenerate_spine(hu: np.ndarray, lab: np.ndarray, vert_labels: list[int], arr_axis: int,
