@@ -15,7 +15,8 @@ background; L3 centroid from ``truth.json``), the real contrast chest CT
 synthesised from ``real_labelmap_ct327.nrrd`` by ``labelmap_to_ct``, and CTs
 synthesised from the VerSe vertebra-only masks (completed with synthetic ribs,
 pelvis and soft tissue by ``labelmap_phantom``). ``--lidc-synthetic`` adds the
-chest CT's own label map rendered by ``labelmap_to_ct`` beside it, to compare
+chest CT's own label map rendered by ``labelmap_to_ct`` beside it (as is, and with
+thin vertebral walls and osteoporotic bone), to compare
 the renderer with the real image of the same patient (a visual check only: that
 map is a validation case, never training data).
 """
@@ -116,11 +117,16 @@ def _real_panels(config, lidc_synthetic: bool = False) -> list[np.ndarray]:
             from L3LocatorLib.phantoms.label_conventions import resolve_class_map
             from L3LocatorLib.phantoms.labelmap_ct import labelmap_to_ct
 
-            volume, truth = labelmap_to_ct(read_volume(chest_map), resolve_class_map(chest_map),
-                                           seed=1, contrast="arterial", table=False)
-            marks = {v.name: v.landmark_s_mm for v in truth.vertebrae if v.name in LEVELS}
-            panels.append(_panel(volume, marks, "lidc0001 label map -> CT\n(visual check only)",
-                                 config))
+            chest_labels, chest_cmap = read_volume(chest_map), resolve_class_map(chest_map)
+            # The default render, then thin vertebral walls and osteoporotic bone, as on
+            # this patient's real CT.
+            for caption, bone in (("", {}), (", thin walls, bone 0.6",
+                                             {"wall_fraction": 0.25, "bone_density": 0.6})):
+                volume, truth = labelmap_to_ct(chest_labels, chest_cmap, seed=1,
+                                               contrast="arterial", table=False, **bone)
+                marks = {v.name: v.landmark_s_mm for v in truth.vertebrae if v.name in LEVELS}
+                panels.append(_panel(volume, marks, "lidc0001 label map -> CT"
+                                     f"{caption}\n(visual check only)", config))
     for i, path in enumerate(sorted(SHARED_DATA.glob("real_vertebrae_labelmap_verse*.nii.gz"))):
         from L3LocatorLib.phantoms.label_conventions import resolve_class_map
         from L3LocatorLib.phantoms.labelmap_ct import labelmap_phantom

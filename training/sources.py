@@ -363,7 +363,7 @@ def spine_crop(volume: Any, truth: Any, seed: int, share: float) -> Any:
     anchor = truth.vertebra("L3") or truth.vertebrae[len(truth.vertebrae) // 2]
     centre = np.asarray(anchor.centre_ras, float) + rng.normal(0.0, SPINE_CROP_JITTER_MM, 3)
     spacing = volume.spacing
-    slice_axis = int(np.argmax(np.abs(volume.direction[2])))
+    slice_axis = volume.slice_axis
     ijk = volume.ras_to_ijk_points(centre)
     start = [0, 0, 0]
     slices = [slice(None)] * 3

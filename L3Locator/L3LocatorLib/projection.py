@@ -33,7 +33,7 @@ from scipy import ndimage
 from .patient_grid import PatientGrid, to_patient_grid
 from .preprocess import PreprocessConfig, window
 from .spine import find_spine
-from .volume import Volume
+from .volume import Volume, slice_axis
 
 __all__ = [
     "PreprocessConfig", "ProjectionGeometry", "Projections", "network_input", "project",
@@ -99,8 +99,7 @@ class ProjectionGeometry:
     @property
     def slice_axis(self) -> int:
         """The volume's voxel axis (0=i, 1=j, 2=k) closest to superior-inferior."""
-        direction = self.ijk_to_ras[:3, :3] / np.linalg.norm(self.ijk_to_ras[:3, :3], axis=0)
-        return int(np.argmax(np.abs(direction[2])))
+        return slice_axis(self.ijk_to_ras)
 
     def nearest_voxel(self, ras: np.ndarray) -> tuple[int, int, int]:
         """The voxel (i, j, k) whose centre is nearest to ``ras``, clipped into the volume."""

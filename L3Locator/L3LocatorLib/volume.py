@@ -46,6 +46,13 @@ GB = 1024.0**3
 MAX_SCAN_BYTES = 4.0 * GB
 
 
+def slice_axis(ijk_to_ras: np.ndarray) -> int:
+    """The voxel axis (0=i, 1=j, 2=k) of a 4x4 IJK->RAS matrix closest to
+    superior-inferior: the slice axis of an axial scan (its array axis is ``2 - axis``)."""
+    matrix = np.asarray(ijk_to_ras, dtype=float)[:3, :3]
+    return int(np.argmax(np.abs(matrix[2] / np.linalg.norm(matrix, axis=0))))
+
+
 @dataclass(frozen=True, eq=False)
 class Volume:
     """A 3-D scalar image in patient space.
@@ -123,6 +130,11 @@ class Volume:
     def direction(self) -> np.ndarray:
         """3x3 RAS direction matrix; column ``n`` is the unit vector of voxel axis n (i, j, k)."""
         return self.ijk_to_ras[:3, :3] / self.spacing
+
+    @property
+    def slice_axis(self) -> int:
+        """The voxel axis (0=i, 1=j, 2=k) closest to superior-inferior (``slice_axis``)."""
+        return slice_axis(self.ijk_to_ras)
 
     @property
     def origin(self) -> np.ndarray:

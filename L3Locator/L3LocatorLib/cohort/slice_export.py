@@ -148,7 +148,7 @@ def _write_png(volume: Volume, axis: int, index: int, path: Path, window: PngWin
 
     pixels, col_axis, row_axis = plane(volume, axis, index)
     direction = volume.direction
-    if np.argmax(np.abs(direction[2])) == axis:  # an axial plane: show it radiologically
+    if volume.slice_axis == axis:  # an axial plane: show it radiologically
         if direction[0, col_axis] > 0:  # columns run toward the patient's right
             pixels = pixels[:, ::-1]
         if direction[1, row_axis] > 0:  # rows run toward anterior

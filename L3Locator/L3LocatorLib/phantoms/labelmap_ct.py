@@ -309,8 +309,7 @@ def labelmap_to_ct(
     spacing = labels.spacing
 
     # --- field of view (crop along the array axis closest to S)
-    d = labels.direction
-    s_axis = int(np.argmax(np.abs(d[2])))  # grid axis (i=0, j=1, k=2) along S
+    s_axis = labels.slice_axis  # grid axis (i=0, j=1, k=2) along S
     l3 = truth_full.vertebra("L3")
     lm_s = l3.landmark_s_mm if l3 is not None else None
     z_range = z_range_mm
