@@ -125,6 +125,32 @@ def test_augment_is_deterministic_and_moves_rows_with_the_image():
         assert a.l3_extent[0] < row < a.l3_extent[1]
 
 
+def test_gamma_window_fades_mid_tones_and_keeps_the_rest():
+    from training.augment import gamma_window
+
+    config = PreprocessConfig()
+    lo, hi = config.hu_min, config.hu_max
+    hu = np.linspace(-1100, 3000, 4101).astype(np.float32)
+    out = hu.copy()
+    gamma_window(out, lo, hi, 2.0)
+    outside = (hu <= lo) | (hu >= hi)
+    np.testing.assert_array_equal(out[outside], hu[outside])
+    assert np.all(np.diff(out) >= 0)  # monotonic, so bone stays brighter than soft tissue
+    mid = (hu > lo + 50) & (hu < hi - 50)
+    assert np.all(out[mid] < hu[mid])
+    # cancellous bone (300 HU: 14 % up the window) falls to 2 %; dense cortex stays bright
+    assert out[hu == 300][0] < lo + 40 and out[hu == 1400][0] > 1200
+    # In the crops: the p_gamma views are the same crop with faded mid-tones.
+    sample = _line_sample()
+    plain = AugmentConfig(window_scale=0, window_shift=0, p_noise=0, p_blur=0, p_thick=0,
+                          p_occlude=0, p_flip=0, p_warp=0, view_dropout=0)
+    a = augment(sample, np.random.default_rng(3), 64, config, plain)
+    b = augment(sample, np.random.default_rng(3), 64, config,
+                AugmentConfig(**{**plain.__dict__, "p_gamma": 1.0}))
+    assert a.level_rows == b.level_rows
+    assert np.all(b.images <= a.images + 1e-3) and np.any(b.images < a.images - 1)
+
+
 def test_row_stretch_is_smooth_monotonic_and_keeps_the_ends():
     for seed in range(5):
         mapped = row_stretch(200, np.random.default_rng(seed), 0.12, 10.0)

@@ -59,6 +59,11 @@ class AugmentConfig:
     #: view showed a continuous bone column and lost every level)
     p_sag_bridge: float = 0.0
     sag_bridge_px: tuple[int, int] = (3, 7)  #: dilation length range (rows)
+    #: a power law on the HU window, per view: mid-tones (cancellous bone, thin vertebral
+    #: walls) fade while dense cortex stays bright, as on older patients' real CT, where
+    #: vertebral bodies look dim between bright endplates and posterior elements
+    p_gamma: float = 0.0
+    gamma: tuple[float, float] = (1.3, 2.5)  #: exponent range (> 1 darkens mid-tones)
     p_warp: float = 0.5  #: smooth stretch along the rows
     warp_log_std: float = 0.12  #: std of the log local stretch (0.12: about +/- 12 %)
     warp_length_px: float = 10.0  #: correlation length of the stretch (rows; ~ half a vertebra)
@@ -159,9 +164,23 @@ def augment(
         size = int(rng.integers(config.sag_bridge_px[0], config.sag_bridge_px[1] + 1))
         out[1] = ndimage.grey_dilation(out[1], size=(size, 1))
         ndimage.gaussian_filter1d(out[1], rng.uniform(0.5, 1.5), axis=0, output=out[1])
+    if config.enabled and config.p_gamma > 0:
+        for view in range(out.shape[0]):
+            if rng.random() < config.p_gamma:
+                gamma_window(out[view], preprocess.hu_min, preprocess.hu_max,
+                             rng.uniform(*config.gamma))
     if config.enabled:
         _intensity(out, rng, config, fill)
     return Augmented(out, rows, extent, (first, last))
+
+
+def gamma_window(image: np.ndarray, lo: float, hi: float, gamma: float) -> None:
+    """In place: HU strictly inside the window ``[lo, hi]`` mapped by the power law
+    ``lo + (hi - lo) * t ** gamma`` (``t`` the position in the window, 0..1); values
+    outside it are unchanged, so the map is monotonic and continuous."""
+    inside = (image > lo) & (image < hi)
+    t = (image[inside] - lo) / (hi - lo)
+    image[inside] = lo + (hi - lo) * t ** gamma
 
 
 def row_bend(n: int, rng: np.random.Generator, std_px: float, length_px: float) -> np.ndarray:
