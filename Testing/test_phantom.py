@@ -270,9 +270,10 @@ def test_labelmap_ct_has_bone_at_landmark_and_crops():
     check_truth(cut, tcut)
 
 
-def test_labelmap_ct_bone_density_thins_bone_only():
-    """``bone_density`` scales bone (core and shell) and nothing else; same seed, same CT
-    otherwise, so the default renders stay as they were."""
+@pytest.fixture(scope="module")
+def ct327_render():
+    """ct327's label map, its L3 and liver masks, noise-free render options, and the
+    default render of seed 4 with them."""
     from L3LocatorLib.phantoms.labelmap_ct import labelmap_to_ct
 
     labels, cmap = _labelmap()
@@ -282,6 +283,15 @@ def test_labelmap_ct_bone_density_thins_bone_only():
     common = dict(noise_hu=0.0, kernel="standard", slice_thickness_mm=1.5, table=False,
                   degenerate=False)
     normal, _ = labelmap_to_ct(labels, cmap, seed=4, **common)
+    return labels, cmap, l3, liver, common, normal
+
+
+def test_labelmap_ct_bone_density_thins_bone_only(ct327_render):
+    """``bone_density`` scales bone (core and shell) and nothing else; same seed, same CT
+    otherwise, so the default renders stay as they were."""
+    from L3LocatorLib.phantoms.labelmap_ct import labelmap_to_ct
+
+    labels, cmap, l3, liver, common, normal = ct327_render
     thin, _ = labelmap_to_ct(labels, cmap, seed=4, bone_density=0.5, **common)
     dense_hu = float(np.median(normal.array[l3]))
     thin_hu = float(np.median(thin.array[l3]))
@@ -292,19 +302,14 @@ def test_labelmap_ct_bone_density_thins_bone_only():
         == normal.array.tobytes()
 
 
-def test_labelmap_ct_thin_walls_dim_the_bodies_not_the_posterior_elements():
+def test_labelmap_ct_thin_walls_dim_the_bodies_not_the_posterior_elements(ct327_render):
     """``wall_fraction`` < 1 dims the vertebral bodies' side walls, so a side view (max
     right-left) of L3's body drops, while the compact posterior elements and everything
     outside the vertebrae keep their HU; 1.0 is the default render, byte for byte."""
     from L3LocatorLib.phantoms.labelmap_ct import labelmap_to_ct
 
-    labels, cmap = _labelmap()
+    labels, cmap, l3, liver, common, normal = ct327_render
     lab = np.asarray(labels.array)
-    l3 = lab == 20  # TotalSegmentator v1: vertebrae_L3
-    liver = lab == next(int(k) for k, name in cmap.items() if name == "liver")
-    common = dict(noise_hu=0.0, kernel="standard", slice_thickness_mm=1.5, table=False,
-                  degenerate=False)
-    normal, _ = labelmap_to_ct(labels, cmap, seed=4, **common)
     thin, _ = labelmap_to_ct(labels, cmap, seed=4, wall_fraction=0.2, **common)
     assert labelmap_to_ct(labels, cmap, seed=4, wall_fraction=1.0, **common)[0].array.tobytes() \
         == normal.array.tobytes()
