@@ -416,9 +416,7 @@ def _labelmap_worker(args: tuple) -> Optional[Sample]:
     convention = args[3] if len(args) > 3 else "auto"
     options = dict(args[4]) if len(args) > 4 else {}
     share = float(options.pop("spine_crop", 0.0))
-    walls = wall_fraction(seed, float(options.pop("thin_walls", 0.0)))
-    if walls != 1.0:
-        options["wall_fraction"] = walls
+    options["wall_fraction"] = wall_fraction(seed, float(options.pop("thin_walls", 0.0)))
     config = PreprocessConfig(**config_dict)
     try:
         volume, truth = _labelmap_case(path, seed, convention, **options)
