@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from geometry_helpers import (
 
 from L3LocatorLib.errors import InputError
 from L3LocatorLib.projection import PreprocessConfig, project
-from L3LocatorLib.volume import Volume, read_volume, write_volume
+from L3LocatorLib.volume import Volume, closest_axis, read_volume, slice_axis, write_volume
 
 CONFIG = PreprocessConfig(pixel_mm=1.0, width_mm=120.0)
 
@@ -158,3 +159,16 @@ def test_crop_slices_keeps_patient_positions():
     assert cropped.array.shape[0] == 8
     assert np.array_equal(cropped.array, volume.array[8:16])
     assert np.allclose(cropped.ijk_to_ras_points((4, 5, 5)), volume.ijk_to_ras_points((4, 5, 13)))
+
+
+@pytest.mark.parametrize("perm", list(itertools.permutations(range(3))))
+@pytest.mark.parametrize("flips", list(itertools.product((-1, 1), repeat=3)))
+@pytest.mark.parametrize("tilt", [(0.0, 0.0, 0.0), (20.0, -15.0, 25.0)], ids=["exact", "oblique"])
+def test_closest_axis_finds_each_ras_axis_whatever_the_storage(perm, flips, tilt):
+    # very anisotropic voxels: the answer must come from directions, not from voxel sizes
+    spacing = np.array([0.4, 5.0, 1.3])
+    matrix = np.eye(4)
+    matrix[:3, :3] = rotation(tilt) @ signed_permutation(perm, flips) * spacing
+    for voxel_axis, ras_axis in enumerate(perm):
+        assert closest_axis(matrix, ras_axis) == voxel_axis
+    assert slice_axis(matrix) == Volume(np.zeros((2, 2, 2)), matrix).slice_axis == perm.index(2)

@@ -46,11 +46,17 @@ GB = 1024.0**3
 MAX_SCAN_BYTES = 4.0 * GB
 
 
+def closest_axis(ijk_to_ras: np.ndarray, ras_axis: int) -> int:
+    """The voxel axis (0=i, 1=j, 2=k) of a 4x4 (or 3x3) IJK->RAS matrix whose direction is
+    closest to RAS axis ``ras_axis`` (0=R, 1=A, 2=S), either sign; voxel size is ignored."""
+    matrix = np.asarray(ijk_to_ras, dtype=float)[:3, :3]
+    return int(np.argmax(np.abs(matrix[ras_axis] / np.linalg.norm(matrix, axis=0))))
+
+
 def slice_axis(ijk_to_ras: np.ndarray) -> int:
     """The voxel axis (0=i, 1=j, 2=k) of a 4x4 IJK->RAS matrix closest to
     superior-inferior: the slice axis of an axial scan (its array axis is ``2 - axis``)."""
-    matrix = np.asarray(ijk_to_ras, dtype=float)[:3, :3]
-    return int(np.argmax(np.abs(matrix[2] / np.linalg.norm(matrix, axis=0))))
+    return closest_axis(ijk_to_ras, 2)
 
 
 @dataclass(frozen=True, eq=False)

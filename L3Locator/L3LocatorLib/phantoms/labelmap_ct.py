@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from ..volume import Volume
+from ..volume import Volume, closest_axis
 from .label_conventions import is_spine_only, totalseg_v1_vertebra_map
 from .render import finish_ct
 from .truth import Truth, VertebraTruth
@@ -357,12 +357,14 @@ def labelmap_to_ct(
         cort = np.float32(rng.uniform(900, 1400) * bone_density)
         hu = np.where(shell, cort, hu)
         vert_labels = [k for k, n in cmap.items() if _VERT.match(n)]
+        vert = np.isin(lab, vert_labels)
         if wall_fraction != 1.0:
-            _thin_vertebral_walls(hu, np.isin(lab, vert_labels), shell, lab, hu_lut, cort,
+            _thin_vertebral_walls(hu, vert, shell, lab, hu_lut, cort,
                                   wall_fraction, arr_axis, np.asarray(spacing)[::-1],
                                   np.random.default_rng([int(seed), 11]))
         if degenerate if degenerate is not None else rng.random() < 0.5:
-            _degenerate_spine(hu, lab, vert_labels, arr_axis, float(spacing[s_axis]), rng)
+            _degenerate_spine(hu, lab, vert_labels, vert, arr_axis, float(spacing[s_axis]),
+                              rng)
     # partial volume: a little blur (sigma in voxels), stronger with a soft kernel
     sig = {"soft": 0.8, "standard": 0.6, "sharp": 0.4}[kernel]
     hu = ndimage.gaussian_filter(hu, sig)
@@ -432,9 +434,11 @@ def _thin_vertebral_walls(hu: np.ndarray, vert: np.ndarray, shell: np.ndarray,
     sub[endplate] = core[endplate] + end_fraction * (cortex_hu - core[endplate])
 
 
-def _degenerate_spine(hu: np.ndarray, lab: np.ndarray, vert_labels: list[int], arr_axis: int,
-                      s_spacing_mm: float, rng: np.random.Generator) -> None:
-    """In place: mottled vertebral marrow and narrowed or bridged discs (HU, ``[k, j, i]``).
+def _degenerate_spine(hu: np.ndarray, lab: np.ndarray, vert_labels: list[int],
+                      bone: np.ndarray, arr_axis: int, s_spacing_mm: float,
+                      rng: np.random.Generator) -> None:
+    """In place: mottled vertebral marrow and narrowed or bridged discs (HU, ``[k, j, i]``;
+    ``bone`` is the mask of the ``vert_labels`` vertebrae).
 
     Each vertebra's mask is grown along the array axis closest to S by 2-6 mm (per
     vertebra, some not at all) with sclerotic bone (250-650 HU) where there is no
@@ -463,7 +467,6 @@ def _degenerate_spine(hu: np.ndarray, lab: np.ndarray, vert_labels: list[int], a
         grown = ndimage.binary_dilation(mask, structure, iterations=n) & (lab[box_t] == 0)
         view = hu[box_t]
         view[grown] = grow_hu
-    bone = np.isin(lab, vert_labels)
     if bone.any():
         low = rng.normal(0, 1, size=tuple(max(2, s // 6) for s in lab.shape)).astype(np.float32)
         field = ndimage.zoom(low, [a / b for a, b in zip(lab.shape, low.shape)], order=1)
@@ -502,15 +505,14 @@ def _random_range(truth: Truth, rng: np.random.Generator) -> tuple[float, float]
 
 def _add_table(arr: np.ndarray, matrix: np.ndarray, rng: np.random.Generator) -> None:
     """A thin table shell posterior to the body (axis closest to A), in place."""
-    d = matrix[:3, :3] / np.linalg.norm(matrix[:3, :3], axis=0)
-    a_axis = int(np.argmax(np.abs(d[1])))
+    a_axis = closest_axis(matrix, 1)
     arr_axis = 2 - a_axis
     body = arr > -500
     prof = body.any(axis=tuple(a for a in range(3) if a != arr_axis))
     idx = np.flatnonzero(prof)
     if idx.size == 0:
         return
-    posterior_is_low = d[1, a_axis] > 0  # index grows anteriorly: posterior at low index
+    posterior_is_low = matrix[1, a_axis] > 0  # index grows anteriorly: posterior at low index
     edge = idx[0] if posterior_is_low else idx[-1]
     gap = int(rng.integers(2, 10))
     pos = edge - gap if posterior_is_low else edge + gap
