@@ -82,6 +82,38 @@ def test_atypical_anatomy_is_a_reason_and_reasons_add_up():
     assert len(reasons) == 3 and reasons[-1] == note
 
 
+@pytest.mark.parametrize("view", ["frontal", "sagittal"])
+@pytest.mark.parametrize("apart_rows", [-17.5, -8.0, 7.0, 17.5])
+def test_a_single_view_a_level_away_is_flagged(view, apart_rows):
+    limit_rows = ReviewPolicy().view_disagreement_mm / PIXEL_MM
+    decoding = _decoding(_spine(100.0))
+    other = "sagittal" if view == "frontal" else "frontal"
+    reasons = review_reasons(decoding, 0.5, 200, PIXEL_MM,
+                             view_rows={view: 100.0 + apart_rows, other: 100.0})
+    if abs(apart_rows) <= limit_rows:
+        assert reasons == []
+    else:
+        (reason,) = reasons
+        assert view in reason and other not in reason
+        assert f"{abs(apart_rows) * PIXEL_MM:.0f} mm" in reason
+        assert ("lower" if apart_rows > 0 else "higher") in reason
+    # a single-view answer has nothing to disagree with
+    assert review_reasons(decoding, 0.5, 200, PIXEL_MM) == []
+
+
+def test_view_peaks_come_from_each_single_view():
+    from L3LocatorLib.decode import decode_prediction
+
+    rows = np.arange(200)
+    profile = lambda r: np.stack([np.exp(-0.5 * ((rows - r - 17.5 * (i - 3)) / 1.5) ** 2)  # noqa: E731
+                                  for i in range(len(LEVELS))])
+    prediction = decode_prediction(
+        {"fused": profile(100), "frontal": profile(118), "sagittal": profile(99)}, LEVELS,
+        threshold=0.5, pixel_mm=PIXEL_MM)
+    assert prediction.single_view_peaks() == {"frontal": 118.0, "sagittal": 99.0}
+    assert prediction.single_view_peaks("frontal") == {}
+
+
 def test_locate_flags_a_scan_that_stops_just_below_l3(phantom_files):
     """The shipped model on a phantom cut 12 mm below its L3 landmark: found and flagged;
     the same phantom whole: found and not flagged."""

@@ -118,8 +118,10 @@ def score(
             flagged = False
             if said_present:
                 every = decode_levels(probs, levels, threshold, sample.pixel_mm, answer)
+                singles = ({v: float(np.argmax(p[index])) for v, p in pred.items() if v != view}
+                           if view == "fused" else None)
                 flagged = bool(review_reasons(every, threshold, probs.shape[1], sample.pixel_mm,
-                                              answer=answer))
+                                              answer=answer, view_rows=singles))
                 acc["flagged"].append(flagged)
                 row[f"{view}_review"] = flagged
             if sample.l3_present:

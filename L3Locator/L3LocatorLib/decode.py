@@ -214,6 +214,14 @@ class RowPrediction:
         """``DecodedRow`` of the answer level for ``view`` (default: ``main_view``)."""
         return self.decoded[view or self.main_view].decoded[self.answer_level]
 
+    def single_view_peaks(self, view: Optional[str] = None) -> dict[str, float]:
+        """Row of each single view's own answer-level peak, when ``view`` (default
+        ``main_view``) combines several views; else empty."""
+        if (view or self.main_view) != "fused":
+            return {}
+        return {name: float(self.answer(name).peak_index)
+                for name in self.probs if name != "fused"}
+
     def answer_profile(self, view: Optional[str] = None) -> np.ndarray:
         """Probability profile ``[n_rows]`` of the answer level."""
         return self.probs[view or self.main_view][self.levels.index(self.answer_level)]

@@ -134,7 +134,8 @@ def _assemble(prediction: RowPrediction, projections: Projections, wanted: str,
     result.s_mm = float(geometry.row_to_s(l3.row))
     result.atypical_anatomy = main.atypical
     result.review = review_reasons(main, prediction.threshold, geometry.n_rows,
-                                   geometry.pixel_mm, answer=prediction.answer_level)
+                                   geometry.pixel_mm, answer=prediction.answer_level,
+                                   view_rows=prediction.single_view_peaks(wanted))
     result.review += [v for v in count.variants if v not in result.review]
     if main.atypical:
         log.info("%s", main.atypical)
