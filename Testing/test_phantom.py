@@ -368,3 +368,43 @@ def test_many_random_phantoms_are_consistent():
         if truth.preset == "chest":
             assert not truth.l3_in_fov
     assert len(seen) >= 4
+
+
+def test_phantom_body_wall_dims_only_the_vertebral_bodies():
+    """``body_wall`` < 1 draws the vertebral bodies' cortex dimmer: L3's body loses its
+    bright rim while ribs, pelvis and soft tissue keep every voxel; 1.0 is the default
+    phantom, byte for byte (the training caches stay valid)."""
+    options = dict(preset="abdomen_pelvis", noise_hu=0.0, **FAST)
+    normal, truth = make_phantom(3, **options)
+    assert make_phantom(3, body_wall=1.0, **options)[0].array.tobytes() == normal.array.tobytes()
+    thin, _ = make_phantom(3, body_wall=0.2, **options)
+    a, b = normal.array.astype(int), thin.array.astype(int)
+    changed = a != b
+    assert changed.any() and np.all(b[changed] < a[changed])
+    # every changed voxel lies near the spine's midline (right-left), none in ribs or hips
+    k, j, i = np.nonzero(changed)
+    ras = normal.ijk_to_ras_points(np.stack([i, j, k], axis=1))
+    l3 = next(v for v in truth.vertebrae if v.name == "L3")
+    assert np.abs(ras[:, 0] - l3.centre_ras[0]).max() < 35.0
+    # the front half of L3's body (no posterior elements there): its rim fades
+    kk, jj, ii = np.indices(a.shape)
+    rel = normal.ijk_to_ras_points(np.stack([ii, jj, kk], axis=-1)) - l3.centre_ras
+    front = (np.abs(rel[..., 0]) < 15) & (rel[..., 1] > 0) & (rel[..., 1] < 25) \
+        & (np.abs(rel[..., 2]) < 10)
+    assert np.percentile(b[front], 95) < 0.7 * np.percentile(a[front], 95)
+
+
+def test_phantom_source_thin_walls_share_sets_body_wall_by_seed(monkeypatch):
+    import training.sources as sources
+
+    seen = {}
+
+    def fake_make_phantom(seed, preset, **options):  # records what the worker asks for
+        seen[seed] = options.get("body_wall", 1.0)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr("L3LocatorLib.phantoms.make_phantom", fake_make_phantom)
+    for seed in range(40):
+        assert sources._phantom_worker((seed, "random", {"thin_walls": 0.5}, {})) is None
+    assert seen == {seed: sources.wall_fraction(seed, 0.5) for seed in range(40)}
+    assert 5 < sum(f != 1.0 for f in seen.values()) < 35

@@ -31,7 +31,8 @@ SOURCE strings (``parse_sources``), combined with ``+``:
 
 Both synthetic sources take ``spine_crop=P``: a share P of their scans (chosen by seed)
 is cut in-plane to a spine-centred field of view 70-200 mm wide before projecting, like
-the spine-targeted reconstructions a narrow-field-of-view study sends (``spine_crop``).
+the spine-targeted reconstructions a narrow-field-of-view study sends (``spine_crop``),
+and ``thin_walls=P`` (for phantoms: their ``body_wall`` option, drawn per seed).
 """
 
 from __future__ import annotations
@@ -389,6 +390,8 @@ def _phantom_worker(args: tuple[int, str, dict, dict]) -> Optional[Sample]:
     config = PreprocessConfig(**config_dict)
     options = dict(options)
     share = float(options.pop("spine_crop", 0.0))
+    if "thin_walls" in options:
+        options["body_wall"] = wall_fraction(seed, float(options.pop("thin_walls")))
     try:
         volume, truth = make_phantom(seed, preset=preset, **options)
         volume = spine_crop(volume, truth, seed, share)
@@ -398,7 +401,8 @@ def _phantom_worker(args: tuple[int, str, dict, dict]) -> Optional[Sample]:
         return None
 
 
-#: Range of ``labelmap_to_ct``'s ``wall_fraction`` drawn for the ``thin_walls`` scans.
+#: Range of the wall fraction (``labelmap_to_ct``'s ``wall_fraction``, the phantoms'
+#: ``body_wall``) drawn for the ``thin_walls`` scans.
 THIN_WALL_FRACTION = (0.1, 0.6)
 
 
