@@ -394,17 +394,37 @@ def test_phantom_body_wall_dims_only_the_vertebral_bodies():
     assert np.percentile(b[front], 95) < 0.7 * np.percentile(a[front], 95)
 
 
+def test_phantom_rib_wall_dims_the_ribs_not_the_spine():
+    options = dict(preset="chest_abdomen_pelvis", noise_hu=0.0, **FAST)
+    normal, truth = make_phantom(5, **options)
+    assert make_phantom(5, rib_wall=1.0, **options)[0].array.tobytes() == normal.array.tobytes()
+    thin, _ = make_phantom(5, rib_wall=0.2, **options)
+    a, b = normal.array.astype(int), thin.array.astype(int)
+    changed = a != b
+    assert np.all(b[changed] < a[changed])
+    k, j, i = np.nonzero(changed)
+    ras = normal.ijk_to_ras_points(np.stack([i, j, k], axis=1))
+    lumbar = [v for v in truth.vertebrae if v.name in ("L2", "L3", "L4")]
+    assert lumbar and ras[:, 2].max() > max(v.top_s_mm for v in lumbar)  # the rib cage
+    for v in lumbar:  # no rib at the lower lumbar bodies' centres
+        near = np.linalg.norm(ras - v.centre_ras, axis=1) < 15.0
+        assert not near.any(), v.name
+    assert np.abs(ras[:, 0] - truth.vertebrae[0].centre_ras[0]).max() > 80  # lateral ribs
+
+
 def test_phantom_source_thin_walls_share_sets_body_wall_by_seed(monkeypatch):
     import training.sources as sources
 
     seen = {}
 
     def fake_make_phantom(seed, preset, **options):  # records what the worker asks for
-        seen[seed] = options.get("body_wall", 1.0)
+        seen[seed] = (options.get("body_wall", 1.0), options.get("rib_wall", 1.0))
         raise RuntimeError("stop here")
 
     monkeypatch.setattr("L3LocatorLib.phantoms.make_phantom", fake_make_phantom)
     for seed in range(40):
-        assert sources._phantom_worker((seed, "random", {"thin_walls": 0.5}, {})) is None
-    assert seen == {seed: sources.wall_fraction(seed, 0.5) for seed in range(40)}
-    assert 5 < sum(f != 1.0 for f in seen.values()) < 35
+        job = (seed, "random", {"thin_walls": 0.5, "thin_ribs": 0.5}, {})
+        assert sources._phantom_worker(job) is None
+    expected = {seed: (sources.wall_fraction(seed, 0.5),) * 2 for seed in range(40)}
+    assert seen == expected
+    assert 5 < sum(f != (1.0, 1.0) for f in seen.values()) < 35

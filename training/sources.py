@@ -32,7 +32,8 @@ SOURCE strings (``parse_sources``), combined with ``+``:
 Both synthetic sources take ``spine_crop=P``: a share P of their scans (chosen by seed)
 is cut in-plane to a spine-centred field of view 70-200 mm wide before projecting, like
 the spine-targeted reconstructions a narrow-field-of-view study sends (``spine_crop``),
-and ``thin_walls=P`` (for phantoms: their ``body_wall`` option, drawn per seed).
+and ``thin_walls=P`` (for phantoms: their ``body_wall`` option, drawn per seed; phantoms
+also take ``thin_ribs=P``, the ``rib_wall`` option, with the same draw).
 """
 
 from __future__ import annotations
@@ -390,8 +391,10 @@ def _phantom_worker(args: tuple[int, str, dict, dict]) -> Optional[Sample]:
     config = PreprocessConfig(**config_dict)
     options = dict(options)
     share = float(options.pop("spine_crop", 0.0))
-    if "thin_walls" in options:
-        options["body_wall"] = wall_fraction(seed, float(options.pop("thin_walls")))
+    # one draw per seed for both: the same older patients get thin bodies and thin ribs
+    for share, option in (("thin_walls", "body_wall"), ("thin_ribs", "rib_wall")):
+        if share in options:
+            options[option] = wall_fraction(seed, float(options.pop(share)))
     try:
         volume, truth = make_phantom(seed, preset=preset, **options)
         volume = spine_crop(volume, truth, seed, share)

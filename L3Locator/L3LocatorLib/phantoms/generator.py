@@ -120,6 +120,8 @@ class PhantomOptions:
     #: HU to its cortical HU (1 = dense cortex; 0.1-0.6: the thin walls of older patients,
     #: whose bodies look dim in a MIP)
     body_wall: float = 1.0
+    #: the same for the ribs' cortex: older patients' ribs are thin shells, dim in a MIP
+    rib_wall: float = 1.0
     fov_shift_mm: float = 20.0
     with_c7: bool = True
 
@@ -367,7 +369,7 @@ def make_phantom(seed: int = 0, preset: str = "abdomen", **options: Any) -> tupl
     _upsample_into(canvas.array, coarse, fac)
     t_soft = time.perf_counter()
 
-    mats = register_bone_materials(canvas, rng, o.density, o.body_wall)
+    mats = register_bone_materials(canvas, rng, o.density, o.body_wall, o.rib_wall)
     canvas.deferred = {}
     draw_spine(canvas, pose, anat, mats, z_lo, z_hi)
     thor_top = anat.vertebrae[-1].z_top

@@ -21,23 +21,22 @@ log = logging.getLogger(__name__)
 
 
 def register_bone_materials(canvas: Canvas, rng: np.random.Generator, density: float,
-                            body_wall: float = 1.0) -> dict:
+                            body_wall: float = 1.0, rib_wall: float = 1.0) -> dict:
     """Bone materials, scaled by ``density`` (osteoporotic ~0.6 .. young ~1.2); the
     vertebral bodies' cortex lies ``body_wall`` of the way from their core HU to their
-    cortical HU (1: dense cortex)."""
+    cortical HU, the ribs' ``rib_wall`` of the way (1: dense cortex)."""
     d = density
 
-    def m(cort, core, shell):
+    def m(cort, core, shell, wall=1.0):
+        if wall != 1.0:  # exactly the dense cortex otherwise: same phantoms as before
+            cort = core + wall * (cort - core)
         return canvas.add_material(Material(cort * d, core * d, shell))
 
-    body_cortex, body_core = rng.uniform(1300, 1800), rng.uniform(230, 320)
-    if body_wall != 1.0:  # exactly the dense cortex otherwise: same phantoms as before
-        body_cortex = body_core + body_wall * (body_cortex - body_core)
     return {
-        "body": m(body_cortex, body_core, 0.7),
+        "body": m(rng.uniform(1300, 1800), rng.uniform(230, 320), 0.7, body_wall),
         "posterior": m(rng.uniform(1100, 1500), rng.uniform(220, 300), 1.1),
         "pedicle": m(rng.uniform(1300, 1650), rng.uniform(200, 280), 1.3),
-        "rib": m(rng.uniform(1100, 1500), rng.uniform(180, 280), 1.0),
+        "rib": m(rng.uniform(1100, 1500), rng.uniform(180, 280), 1.0, rib_wall),
         "sternum": m(rng.uniform(600, 900), rng.uniform(180, 250), 0.9),
         "flat": m(rng.uniform(1100, 1500), rng.uniform(250, 350), 1.3),
         "plate": m(rng.uniform(1100, 1500), rng.uniform(250, 350), 0.8),
