@@ -419,12 +419,17 @@ def test_phantom_source_thin_walls_share_sets_body_wall_by_seed(monkeypatch):
 
     def fake_make_phantom(seed, preset, **options):  # records what the worker asks for
         seen[seed] = (options.get("body_wall", 1.0), options.get("rib_wall", 1.0))
+        return None, None
+
+    def fake_spine_crop(volume, truth, seed, share):
+        seen[seed] += (share,)
         raise RuntimeError("stop here")
 
     monkeypatch.setattr("L3LocatorLib.phantoms.make_phantom", fake_make_phantom)
+    monkeypatch.setattr(sources, "spine_crop", fake_spine_crop)
     for seed in range(40):
-        job = (seed, "random", {"thin_walls": 0.5, "thin_ribs": 0.5}, {})
+        job = (seed, "random", {"thin_walls": 0.5, "thin_ribs": 0.5, "spine_crop": 0.25}, {})
         assert sources._phantom_worker(job) is None
-    expected = {seed: (sources.wall_fraction(seed, 0.5),) * 2 for seed in range(40)}
+    expected = {seed: (sources.wall_fraction(seed, 0.5),) * 2 + (0.25,) for seed in range(40)}
     assert seen == expected
-    assert 5 < sum(f != (1.0, 1.0) for f in seen.values()) < 35
+    assert 5 < sum(f[:2] != (1.0, 1.0) for f in seen.values()) < 35

@@ -392,9 +392,9 @@ def _phantom_worker(args: tuple[int, str, dict, dict]) -> Optional[Sample]:
     options = dict(options)
     share = float(options.pop("spine_crop", 0.0))
     # one draw per seed for both: the same older patients get thin bodies and thin ribs
-    for share, option in (("thin_walls", "body_wall"), ("thin_ribs", "rib_wall")):
-        if share in options:
-            options[option] = wall_fraction(seed, float(options.pop(share)))
+    for name, option in (("thin_walls", "body_wall"), ("thin_ribs", "rib_wall")):
+        if name in options:
+            options[option] = wall_fraction(seed, float(options.pop(name)))
     try:
         volume, truth = make_phantom(seed, preset=preset, **options)
         volume = spine_crop(volume, truth, seed, share)
