@@ -94,6 +94,7 @@ def test_missing_truncated_and_mismatched_weights(exported, tmp_path):
         ({"format": "something"}, "not an L3Locator model"),
         ({"surprise": 1}, "does not know"),
         ({"views": ["axial"]}, "may only hold frontal, sagittal"),
+        ({"fusion": "max"}, "must be one of network, mean"),
     ],
 )
 def test_unknown_metadata_is_refused(exported, change, message):
@@ -176,6 +177,53 @@ def test_predict_views_fused_and_per_view_then_decode(exported):
         other = _fake_projections()
         object.__setattr__(other, "config", PreprocessConfig(pixel_mm=1.0))
         predict_views(loaded, other)
+
+
+def _column_means(batch: np.ndarray) -> np.ndarray:
+    """A stand-in network ``[B, 2, H, W] -> [B, 2, H]``: each channel's row means, squashed,
+    plus the product of the two (a cross-view term, as a network may learn)."""
+    frontal, sagittal = batch[:, 0].mean(-1), batch[:, 1].mean(-1)
+    return np.stack([np.tanh(frontal + sagittal), np.tanh(frontal * sagittal + 0.1)], axis=1)
+
+
+def test_view_probabilities_network_and_mean_fusion():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, size=(2, 30, 20)).astype(np.float32)
+    frontal_only, sagittal_only = x.copy(), x.copy()
+    frontal_only[1] = 0
+    sagittal_only[0] = 0
+    singles = {"frontal": _column_means(frontal_only[None])[0],
+               "sagittal": _column_means(sagittal_only[None])[0]}
+    views = ("frontal", "sagittal")
+    joint = network.view_probabilities(_column_means, x, views, "network")
+    np.testing.assert_allclose(joint["fused"], _column_means(x[None])[0])
+    late = network.view_probabilities(_column_means, x, views, "mean")
+    np.testing.assert_allclose(late["fused"], (singles["frontal"] + singles["sagittal"]) / 2)
+    for probs in (joint, late):
+        assert list(probs) == ["fused", "frontal", "sagittal"]
+        for view in views:
+            np.testing.assert_allclose(probs[view], singles[view])
+    assert list(network.view_probabilities(_column_means, x, views, per_view=False)) == ["fused"]
+    one = network.view_probabilities(lambda b: np.tanh(b.mean(-1)), x[1:], ("sagittal",),
+                                     "mean")
+    assert list(one) == ["sagittal"]
+    np.testing.assert_allclose(one["sagittal"], np.tanh(x[1:].mean(-1)))
+
+
+def test_mean_fusion_model_round_trip(exported, tmp_path):
+    from training.checkpoints import export_checkpoints
+
+    model, path = exported
+    assert read_metadata(path).fusion == "network"  # the default, also for older files
+    run = tmp_path / "run" / "checkpoints"
+    run.mkdir(parents=True)
+    paddle.save(model.state_dict(), str(run / "epoch_001.pdparams"))
+    late = export_checkpoints(tmp_path / "run", [1], tmp_path / "late", path, fusion="mean")
+    loaded = load_model(late, device="cpu")
+    assert loaded.metadata.fusion == "mean"
+    probs = predict_views(loaded, _fake_projections())
+    np.testing.assert_allclose(probs["fused"], (probs["frontal"] + probs["sagittal"]) / 2,
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_metadata_round_trip(exported):

@@ -324,3 +324,12 @@ def test_training_is_deterministic_with_a_seed(tmp_path):
                      str(out), "--crop-rows", "48", "--batch-size", "3", "--seed", "7"]) == 0
         digests.append(json.loads((out / "model.json").read_text())["sha256"])
     assert digests[0] == digests[1]
+
+
+def test_single_view_training_exports_a_late_fusion_model():
+    from training.train import TrainConfig, fusion_for
+
+    both = ("frontal", "sagittal")
+    assert fusion_for(TrainConfig(out="run", view_dropout=1.0), both) == "mean"
+    assert fusion_for(TrainConfig(out="run", view_dropout=0.3), both) == "network"
+    assert fusion_for(TrainConfig(out="run", view_dropout=1.0), ("sagittal",)) == "network"

@@ -29,7 +29,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from L3LocatorLib.model import import_paddle
-from L3LocatorLib.network import load_model, read_metadata
+from L3LocatorLib.network import FUSIONS, load_model, read_metadata
 from L3LocatorLib.projection import PreprocessConfig
 
 from .evaluate import calibrate_threshold, predict_samples, presence_confidences
@@ -79,11 +79,12 @@ def checkpoint_path(run: Path, epoch: int) -> Path:
 
 def export_checkpoints(run: Path, epochs: Sequence[int], out: Path, template: Path,
                        val: Optional[str] = None, cache: Optional[Path] = None,
-                       name: str = "default") -> Path:
+                       name: str = "default", fusion: Optional[str] = None) -> Path:
     """Average the checkpoints of ``epochs`` of ``run`` and export them as ``out/<name>.json``.
 
     With ``val`` (a SOURCE) the absent threshold is calibrated on it; else the
-    template's threshold is kept. Returns the JSON path.
+    template's threshold is kept. ``fusion`` (``network.FUSIONS``; default: the
+    template's) says how the two views are combined. Returns the JSON path.
     """
     meta = read_metadata(template)
     state = average_states([read_checkpoint(checkpoint_path(run, e)) for e in epochs])
@@ -96,6 +97,7 @@ def export_checkpoints(run: Path, epochs: Sequence[int], out: Path, template: Pa
     def write(threshold: float, metrics: dict) -> Path:
         return write_model(state, out, name, arch=meta.arch, preprocess=meta.preprocess,
                            views=meta.views, levels=meta.levels, threshold=threshold,
+                           fusion=fusion or meta.fusion,
                            version=meta.version, training=training, metrics=metrics)
 
     path = write(meta.threshold, {})
@@ -103,7 +105,8 @@ def export_checkpoints(run: Path, epochs: Sequence[int], out: Path, template: Pa
         preprocess = PreprocessConfig.from_dict(meta.preprocess)
         samples = parse_sources(val, preprocess, cache)
         loaded = load_model(path)
-        predictions = predict_samples(loaded.predict, samples, loaded.views, preprocess)
+        predictions = predict_samples(loaded.predict, samples, loaded.views, preprocess,
+                                      fusion=loaded.metadata.fusion)
         view = "fused" if len(loaded.views) > 1 else loaded.views[0]
         pos, neg = presence_confidences(samples, predictions, loaded.levels, view)
         threshold = calibrate_threshold(pos, neg)
@@ -133,10 +136,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--val", default=None, help="SOURCE to calibrate the threshold on")
     parser.add_argument("--cache", type=Path, default=None, help="sample cache folder")
     parser.add_argument("--name", default="default")
+    parser.add_argument("--fusion", choices=FUSIONS, default=None,
+                        help="how the two views are combined (default: the template's); "
+                             "'mean' for a model trained on single views (--view-dropout 1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     path = export_checkpoints(args.run, _epochs(args.epochs), args.out, args.template,
-                              args.val, args.cache, args.name)
+                              args.val, args.cache, args.name, args.fusion)
     print(f"exported {path}")
     return 0
 

@@ -75,7 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--loss", choices=("bce", "focal"), default="bce")
     t.add_argument("--pos-weight", type=float, default=1.0)
     t.add_argument("--no-augment", action="store_true")
-    t.add_argument("--view-dropout", type=float, default=0.15)
+    t.add_argument("--view-dropout", type=float, default=0.15,
+                   help="share of training crops with one view blanked (default 0.15); 1 "
+                        "trains single views only and exports a late-fusion model (the mean "
+                        "of the two views' answers)")
     t.add_argument("--hard-negatives", type=float, default=0.2,
                    help="fraction of training crops cut just above or below L3 (default 0.2)")
     t.add_argument("--val-limit", type=int, default=0,

@@ -18,7 +18,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from L3LocatorLib.decode import decode_levels, decode_profile
-from L3LocatorLib.network import load_model, view_batch
+from L3LocatorLib.network import load_model, view_probabilities
 from L3LocatorLib.projection import PreprocessConfig, window
 from L3LocatorLib.review import review_reasons
 
@@ -35,8 +35,10 @@ def predict_samples(
     views: Sequence[str],
     preprocess: PreprocessConfig,
     progress: bool = False,
+    fusion: str = "network",
 ) -> list[dict[str, np.ndarray]]:
-    """Per sample: view name -> probabilities ``[n_levels, H]``."""
+    """Per sample: view name -> probabilities ``[n_levels, H]`` (``fusion``: how the
+    two views are combined, ``network.FUSIONS``)."""
     iterator = samples
     if progress:
         from tqdm import tqdm
@@ -46,9 +48,7 @@ def predict_samples(
     for sample in iterator:
         images = {"frontal": sample.frontal_hu, "sagittal": sample.sagittal_hu}
         x = np.stack([window(images[v], preprocess) for v in views]).astype(np.float32)
-        names, batch = view_batch(x, views)
-        probs = predict(batch)
-        out.append({name: probs[i] for i, name in enumerate(names)})
+        out.append(view_probabilities(predict, x, views, fusion))
     return out
 
 
@@ -285,7 +285,7 @@ def evaluate_model(
         raise ValueError(f"{len(bad)} samples were made at another pixel size than the model's "
                          f"{pixel} mm (e.g. {bad[0]}); load the data with the model's settings")
     predictions = predict_samples(loaded.predict, samples, loaded.views, loaded.preprocess,
-                                  progress=True)
+                                  progress=True, fusion=loaded.metadata.fusion)
     metrics, rows = score(samples, predictions, loaded.levels, loaded.threshold,
                           loaded.metadata.answer_level)
     if out_dir is not None:

@@ -56,6 +56,7 @@ def export_model(
     views: tuple[str, ...] | list[str],
     levels: tuple[str, ...] | list[str],
     threshold: float,
+    fusion: str = "network",
     version: str = "1",
     training: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
@@ -68,8 +69,8 @@ def export_model(
     state = {k: np.asarray(v.numpy()) for k, v in model.state_dict().items()}
     return write_model(state, out_dir, name, arch=model.config.to_dict(),
                        preprocess=preprocess.to_dict(), views=views, levels=levels,
-                       threshold=threshold, version=version, training=training,
-                       metrics=metrics)
+                       threshold=threshold, fusion=fusion, version=version,
+                       training=training, metrics=metrics)
 
 
 def write_model(
@@ -82,6 +83,7 @@ def write_model(
     views: Sequence[str],
     levels: Sequence[str],
     threshold: float,
+    fusion: str = "network",
     version: str = "1",
     training: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
@@ -109,6 +111,7 @@ def write_model(
         levels=list(levels),
         answer_level="L3",
         threshold=float(threshold),
+        fusion=fusion,
         weights=weights.name,
         sha256=sha256_file(weights),
         training=jsonable(training or {}),

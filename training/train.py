@@ -211,16 +211,22 @@ def _predictor(paddle: Any, model: Any) -> Any:
     return predict
 
 
+def fusion_for(config: TrainConfig, views: Sequence[str]) -> str:
+    """How the model's two views are combined (``network.FUSIONS``): a model that only
+    ever saw one view at a time (``view_dropout`` 1) averages the views' answers."""
+    return "mean" if len(views) > 1 and config.view_dropout >= 1.0 else "network"
+
+
 def validate(paddle: Any, model: Any, samples: Sequence[Sample], views: tuple[str, ...],
              levels: tuple[str, ...], preprocess: PreprocessConfig, in_channels: int,
-             threshold: float = 0.5) -> tuple[dict, list, list]:
+             threshold: float = 0.5, fusion: str = "network") -> tuple[dict, list, list]:
     model.eval()
     base = _predictor(paddle, model)
 
     def predict(x: np.ndarray) -> np.ndarray:
         return base(expand_channels(x, in_channels))
 
-    predictions = predict_samples(predict, samples, views, preprocess)
+    predictions = predict_samples(predict, samples, views, preprocess, fusion=fusion)
     metrics, rows = score(samples, predictions, levels, threshold)
     model.train()
     return metrics, rows, predictions
@@ -363,7 +369,7 @@ def train(
         }
         if val_subset:
             metrics, _, _ = validate(paddle, model, val_subset, views, levels, preprocess,
-                                     arch.in_channels)
+                                     arch.in_channels, fusion=fusion_for(config, views))
             record["val"] = metrics
         history.append(record)
         line = f"epoch {epoch + 1}: loss {record['train_loss']:.4f}, {record['seconds']:.0f} s"
@@ -383,7 +389,7 @@ def train(
     final: dict[str, Any] = {}
     if val_samples:
         _, _, predictions = validate(paddle, model, val_samples, views, levels, preprocess,
-                                     arch.in_channels)
+                                     arch.in_channels, fusion=fusion_for(config, views))
         main_view = "fused" if len(views) > 1 else views[0]
         pos, neg = presence_confidences(val_samples, predictions, levels, main_view)
         threshold = calibrate_threshold(pos, neg)
@@ -403,7 +409,8 @@ def train(
     }
     path = export_model(
         model, out, config.name, preprocess=preprocess, views=views, levels=levels,
-        threshold=threshold, version=config.version, training=training,
+        threshold=threshold, fusion=fusion_for(config, views), version=config.version,
+        training=training,
         metrics={"validation": final},
     )
     print(f"exported {path}")

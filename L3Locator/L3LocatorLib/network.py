@@ -52,6 +52,10 @@ FORMAT_VERSION = 1
 #: File name of the model used when none is given.
 DEFAULT_MODEL_NAME = "default.json"
 VIEWS = ("frontal", "sagittal")
+#: How a two-view model's combined ("fused") answer is made: "network" runs the network on
+#: both views at once; "mean" averages the probabilities of each view run alone (late
+#: fusion, for models trained on single views).
+FUSIONS = ("network", "mean")
 #: The weights file ending: NumPy .npz of plain numeric arrays (no pickle).
 WEIGHTS_SUFFIX = ".npz"
 #: Weights files that are Python pickles (PaddlePaddle): refused, never opened.
@@ -73,6 +77,7 @@ class ModelMetadata:
         answer_level: the level reported as the answer ("L3").
         threshold: peak probability below which the answer level is "absent"
             (calibrated on validation data with hard negatives).
+        fusion: how the combined answer of two views is made (``FUSIONS``).
         weights: weights file name, relative to the JSON's folder.
         sha256: hex digest of the weights file.
         training: description of the training data and settings.
@@ -92,6 +97,7 @@ class ModelMetadata:
     version: str = "0"
     answer_level: str = "L3"
     threshold: float = 0.5
+    fusion: str = "network"
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     software: dict[str, Any] = field(default_factory=dict)
@@ -221,6 +227,7 @@ _FIELD_CHECKS: dict[str, Any] = {
     "levels": _names(),
     "answer_level": _text,
     "threshold": _probability,
+    "fusion": lambda value: "" if value in FUSIONS else f"must be one of {', '.join(FUSIONS)}",
     "weights": _weights_name,
     "sha256": _sha256,
     "training": _mapping,
@@ -581,22 +588,28 @@ def _load_uncached(path: Path, device: str) -> LoadedModel:
 # ------------------------------------------------------------ one scan
 
 
-def view_batch(
-    x: np.ndarray, views: tuple[str, ...] | list[str], per_view: bool = True
-) -> tuple[list[str], np.ndarray]:
-    """The network batch for one scan's windowed input ``x`` ``[C, H, W]`` (channels in
-    ``views`` order): names and ``[B, C, H, W]``. With two views: "fused" (both), then,
-    when ``per_view``, each view alone with the other channel zeroed."""
+def view_probabilities(
+    predict: Any, x: np.ndarray, views: tuple[str, ...] | list[str], fusion: str = "network",
+    per_view: bool = True,
+) -> dict[str, np.ndarray]:
+    """Per-level row probabilities of one scan's windowed input ``x`` ``[C, H, W]``
+    (channels in ``views`` order): view name -> ``[n_levels, H]``. ``predict`` maps a batch
+    ``[B, C, H, W]`` to ``[B, n_levels, H]``. With two views: "fused" (``fusion``: the
+    network on both, or the mean of each view alone), then, when ``per_view`` (always
+    with "mean"), each view alone with the other channel zeroed, in one batch."""
     if len(views) == 1:
-        return [views[0]], x[None]
-    names, batch = ["fused"], [x]
-    if per_view:
-        for i, view in enumerate(views):
-            only = np.zeros_like(x)
-            only[i] = x[i]
-            names.append(view)
-            batch.append(only)
-    return names, np.stack(batch)
+        return {views[0]: predict(x[None])[0]}
+    singles = []
+    for i in range(len(views)):
+        only = np.zeros_like(x)
+        only[i] = x[i]
+        singles.append(only)
+    if fusion == "mean":
+        probs = predict(np.stack(singles))
+        return {"fused": probs.mean(axis=0), **{v: probs[i] for i, v in enumerate(views)}}
+    probs = predict(np.stack([x, *singles]) if per_view else x[None])
+    return {"fused": probs[0], **({v: probs[i + 1] for i, v in enumerate(views)}
+                                  if per_view else {})}
 
 
 def predict_views(
@@ -604,9 +617,10 @@ def predict_views(
 ) -> dict[str, np.ndarray]:
     """Per-level row probabilities of one scan: view name -> float32 ``[n_levels, n_rows]``.
 
-    ``"fused"`` is the model run on every view it takes; with two views and
-    ``per_view`` the batch also holds each view alone (the other channel zeroed), so
-    the network runs once on a batch of three. Rows are the projections' rows
+    ``"fused"`` is the combined answer of every view the model takes (its
+    ``fusion``); with two views and ``per_view`` the batch also holds each view alone
+    (the other channel zeroed), so the network runs once on a batch. Rows are the
+    projections' rows
     (superior -> inferior). The projections must have been made with
     ``model.preprocess`` (same pixel size and HU window); a mismatch raises ``ModelError``.
     """
@@ -615,14 +629,14 @@ def predict_views(
             "The projections were made with different preprocessing settings than the model "
             "was trained with; project the volume with model.preprocess."
         )
-    names, batch = view_batch(network_input(projections, model.views), model.views, per_view)
-    probs = model.predict(batch)
-    return {name: probs[i] for i, name in enumerate(names)}
+    return view_probabilities(model.predict, network_input(projections, model.views),
+                              model.views, model.metadata.fusion, per_view)
 
 
 __all__ = [
     "DEFAULT_MODEL_NAME",
     "FORMAT_VERSION",
+    "FUSIONS",
     "LEVELS",
     "LoadedModel",
     "MODEL_FORMAT",
@@ -638,5 +652,5 @@ __all__ = [
     "resolve_device",
     "sha256_file",
     "verified_weights_path",
-    "view_batch",
+    "view_probabilities",
 ]
