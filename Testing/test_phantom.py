@@ -370,20 +370,28 @@ def test_many_random_phantoms_are_consistent():
     assert len(seen) >= 4
 
 
-def test_phantom_body_wall_dims_only_the_vertebral_bodies():
-    """``body_wall`` < 1 draws the vertebral bodies' cortex dimmer: L3's body loses its
-    bright rim while ribs, pelvis and soft tissue keep every voxel; 1.0 is the default
-    phantom, byte for byte (the training caches stay valid)."""
-    options = dict(preset="abdomen_pelvis", noise_hu=0.0, **FAST)
-    normal, truth = make_phantom(3, **options)
-    assert make_phantom(3, body_wall=1.0, **options)[0].array.tobytes() == normal.array.tobytes()
-    thin, _ = make_phantom(3, body_wall=0.2, **options)
+def _thinned(seed: int, preset: str, option: str):
+    """A noise-free phantom with and without ``option`` = 0.2 (``body_wall``, ``rib_wall``):
+    both volumes' int arrays, the RAS points (N, 3) of the voxels that changed, and the
+    truth. Also checks that 1.0 is the default phantom, byte for byte (the training
+    caches stay valid), and that every changed voxel got dimmer."""
+    options = dict(preset=preset, noise_hu=0.0, **FAST)
+    normal, truth = make_phantom(seed, **options)
+    same = make_phantom(seed, **{option: 1.0}, **options)[0]
+    assert same.array.tobytes() == normal.array.tobytes()
+    thin, _ = make_phantom(seed, **{option: 0.2}, **options)
     a, b = normal.array.astype(int), thin.array.astype(int)
     changed = a != b
     assert changed.any() and np.all(b[changed] < a[changed])
-    # every changed voxel lies near the spine's midline (right-left), none in ribs or hips
     k, j, i = np.nonzero(changed)
-    ras = normal.ijk_to_ras_points(np.stack([i, j, k], axis=1))
+    return a, b, normal.ijk_to_ras_points(np.stack([i, j, k], axis=1)), normal, truth
+
+
+def test_phantom_body_wall_dims_only_the_vertebral_bodies():
+    """``body_wall`` < 1 draws the vertebral bodies' cortex dimmer: L3's body loses its
+    bright rim while ribs, pelvis and soft tissue keep every voxel."""
+    a, b, ras, normal, truth = _thinned(3, "abdomen_pelvis", "body_wall")
+    # every changed voxel lies near the spine's midline (right-left), none in ribs or hips
     l3 = next(v for v in truth.vertebrae if v.name == "L3")
     assert np.abs(ras[:, 0] - l3.centre_ras[0]).max() < 35.0
     # the front half of L3's body (no posterior elements there): its rim fades
@@ -395,15 +403,7 @@ def test_phantom_body_wall_dims_only_the_vertebral_bodies():
 
 
 def test_phantom_rib_wall_dims_the_ribs_not_the_spine():
-    options = dict(preset="chest_abdomen_pelvis", noise_hu=0.0, **FAST)
-    normal, truth = make_phantom(5, **options)
-    assert make_phantom(5, rib_wall=1.0, **options)[0].array.tobytes() == normal.array.tobytes()
-    thin, _ = make_phantom(5, rib_wall=0.2, **options)
-    a, b = normal.array.astype(int), thin.array.astype(int)
-    changed = a != b
-    assert np.all(b[changed] < a[changed])
-    k, j, i = np.nonzero(changed)
-    ras = normal.ijk_to_ras_points(np.stack([i, j, k], axis=1))
+    _, _, ras, _, truth = _thinned(5, "chest_abdomen_pelvis", "rib_wall")
     lumbar = [v for v in truth.vertebrae if v.name in ("L2", "L3", "L4")]
     assert lumbar and ras[:, 2].max() > max(v.top_s_mm for v in lumbar)  # the rib cage
     for v in lumbar:  # no rib at the lower lumbar bodies' centres
