@@ -599,17 +599,16 @@ def view_probabilities(
     with "mean"), each view alone with the other channel zeroed, in one batch."""
     if len(views) == 1:
         return {views[0]: predict(x[None])[0]}
-    singles = []
+    if fusion == "network" and not per_view:
+        return {"fused": predict(x[None])[0]}
+    singles = np.zeros((len(views), *x.shape), dtype=x.dtype)
     for i in range(len(views)):
-        only = np.zeros_like(x)
-        only[i] = x[i]
-        singles.append(only)
+        singles[i, i] = x[i]
     if fusion == "mean":
-        probs = predict(np.stack(singles))
+        probs = predict(singles)
         return {"fused": probs.mean(axis=0), **{v: probs[i] for i, v in enumerate(views)}}
-    probs = predict(np.stack([x, *singles]) if per_view else x[None])
-    return {"fused": probs[0], **({v: probs[i + 1] for i, v in enumerate(views)}
-                                  if per_view else {})}
+    probs = predict(np.concatenate([x[None], singles]))
+    return {"fused": probs[0], **{v: probs[i + 1] for i, v in enumerate(views)}}
 
 
 def predict_views(
@@ -620,8 +619,7 @@ def predict_views(
     ``"fused"`` is the combined answer of every view the model takes (its
     ``fusion``); with two views and ``per_view`` the batch also holds each view alone
     (the other channel zeroed), so the network runs once on a batch. Rows are the
-    projections' rows
-    (superior -> inferior). The projections must have been made with
+    projections' rows (superior -> inferior). The projections must have been made with
     ``model.preprocess`` (same pixel size and HU window); a mismatch raises ``ModelError``.
     """
     if projections.config != model.preprocess:
