@@ -28,7 +28,7 @@ import numpy as np
 from real_ct import LEVEL_TOLERANCE_MM
 
 from L3LocatorLib.network import load_model
-from L3LocatorLib.review import ReviewPolicy
+from L3LocatorLib.review import views_apart_mm
 from training.evaluate import predict_samples
 from training.sources import parse_sources
 
@@ -42,7 +42,6 @@ def level_counts(samples, predictions, model, level: str) -> dict[str, dict[str,
     """Per view: renders showing ``level``, peaks within tolerance, found right, found
     wrong, and wrong answers the view-disagreement check flags (combined view only)."""
     index = model.levels.index(level)
-    limit_mm = ReviewPolicy().view_disagreement_mm
     counts: dict[str, dict[str, int]] = {}
     for sample, probs in zip(samples, predictions):
         if level not in sample.level_rows:
@@ -60,8 +59,8 @@ def level_counts(samples, predictions, model, level: str) -> dict[str, dict[str,
             c["found"] += found and near
             c["wrong"] += found and not near
             if found and not near and view == "fused":
-                apart = max(abs(peaks[v] - peak) for v in probs if v != view) * sample.pixel_mm
-                c["wrong_flagged"] += apart > limit_mm
+                singles = {v: float(r) for v, r in peaks.items() if v != view}
+                c["wrong_flagged"] += bool(views_apart_mm(peak, singles, sample.pixel_mm))
     return counts
 
 

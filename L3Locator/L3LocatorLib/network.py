@@ -195,6 +195,10 @@ def _probability(value: Any) -> str:
     return ""
 
 
+def _fusion(value: Any) -> str:
+    return "" if value in FUSIONS else f"must be one of {', '.join(FUSIONS)}"
+
+
 def _weights_name(value: Any) -> str:
     """A plain file name beside the JSON: no folder, no '..', no absolute path."""
     if not isinstance(value, str) or not value.strip():
@@ -227,7 +231,7 @@ _FIELD_CHECKS: dict[str, Any] = {
     "levels": _names(),
     "answer_level": _text,
     "threshold": _probability,
-    "fusion": lambda value: "" if value in FUSIONS else f"must be one of {', '.join(FUSIONS)}",
+    "fusion": _fusion,
     "weights": _weights_name,
     "sha256": _sha256,
     "training": _mapping,

@@ -61,6 +61,15 @@ def level_spacing_mm(rows: dict[str, float], levels: Sequence[str], answer: str,
     return min(gaps) if gaps else default_mm
 
 
+def views_apart_mm(row: float, view_rows: dict[str, float], pixel_mm: float,
+                   policy: ReviewPolicy = ReviewPolicy()) -> dict[str, float]:
+    """The single views whose own peak row lies farther than
+    ``policy.view_disagreement_mm`` from the combined answer's ``row`` (rows of
+    ``pixel_mm``): view name -> signed distance in mm (positive: the view is lower)."""
+    apart = {view: (view_row - row) * pixel_mm for view, view_row in view_rows.items()}
+    return {view: mm for view, mm in apart.items() if abs(mm) > policy.view_disagreement_mm}
+
+
 def review_reasons(
     decoding: LevelDecoding,
     threshold: float,
@@ -107,12 +116,10 @@ def review_reasons(
         )
     if decoding.atypical:
         reasons.append(decoding.atypical)
-    for view, view_row in (view_rows or {}).items():
-        apart_mm = (view_row - row) * pixel_mm
-        if abs(apart_mm) > policy.view_disagreement_mm:
-            reasons.append(
-                f"The {view} view alone puts {answer} {abs(apart_mm):.0f} mm "
-                f"{'lower' if apart_mm > 0 else 'higher'}: the views disagree on the count, "
-                f"so count the vertebrae yourself."
-            )
+    for view, apart_mm in views_apart_mm(row, view_rows or {}, pixel_mm, policy).items():
+        reasons.append(
+            f"The {view} view alone puts {answer} {abs(apart_mm):.0f} mm "
+            f"{'lower' if apart_mm > 0 else 'higher'}: the views disagree on the count, "
+            f"so count the vertebrae yourself."
+        )
     return reasons
