@@ -272,7 +272,7 @@ def test_tiny_preset_loss_goes_down():
     assert losses[-1] < 0.5 * losses[0]
 
 
-def test_cli_train_then_evaluate_end_to_end(tmp_path):
+def test_cli_train_then_evaluate_end_to_end(tmp_path, monkeypatch):
     paddle = pytest.importorskip("paddle")
     from L3LocatorLib.network import load_model
     from training.cli import main
@@ -309,6 +309,16 @@ def test_cli_train_then_evaluate_end_to_end(tmp_path):
     assert metrics["n_scans"] == 2  # the model's own validation fold, never training data
     assert set(metrics["metrics"]) == {"fused", "frontal", "sagittal"}
     assert (ev / "per_scan.csv").is_file() and (ev / "worst_fused_01.png").is_file()
+    # Without --out the results go to the working folder, never beside the model (the
+    # shipped model's folder is inside the installed package).
+    before = sorted(p.name for p in out.iterdir())
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["evaluate", "--model", str(out / "model.json"), "--data", str(data)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == before
+    [made] = list(work.iterdir())
+    assert made.name.startswith("eval_model_") and (made / "metrics.json").is_file()
 
 
 def test_training_is_deterministic_with_a_seed(tmp_path):

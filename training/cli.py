@@ -26,7 +26,7 @@ from L3LocatorLib.network import read_metadata
 from L3LocatorLib.preprocess import PreprocessConfig
 
 from .evaluate import evaluate_model, format_metrics
-from .sources import parse_sources, seed_config, split_indices
+from .sources import default_cache_dir, parse_sources, seed_config, split_indices
 from .train import TrainConfig, train
 
 
@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(e)
     e.add_argument("--model", required=True, help="model .json")
     e.add_argument("--out", default=None, help="folder for per_scan.csv, metrics.json, PNGs "
-                   "(default: <model folder>/eval_<time>)")
+                   "(default: ./eval_<model name>_<time>)")
     e.add_argument("--all", action="store_true",
                    help="score every scan of --data (default: the validation fold when "
                         "--data is the model's own training source)")
@@ -159,9 +159,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     meta = read_metadata(args.model)
     preprocess = meta.preprocess_config
-    out = Path(args.out) if args.out else Path(args.model).parent / (
-        "eval_" + time.strftime("%Y%m%d_%H%M%S"))
-    cache = Path(args.cache) if args.cache else Path(args.model).parent / "cache"
+    # Defaults stay out of the model's folder: the shipped model's is inside the package.
+    out = Path(args.out) if args.out else Path(f"eval_{meta.name}_{time.strftime('%Y%m%d_%H%M%S')}")
+    cache = Path(args.cache) if args.cache else default_cache_dir()
     samples = _load(args, args.data, preprocess, cache)
     trained_on = meta.training.get("description", {})
     same_source = trained_on.get("source") == args.data and "folds" in trained_on

@@ -17,7 +17,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from L3LocatorLib.decode import decode_levels, decode_profile
+from L3LocatorLib.decode import decode_prediction, decode_profile
 from L3LocatorLib.network import load_model, view_probabilities
 from L3LocatorLib.projection import PreprocessConfig, window
 from L3LocatorLib.review import review_reasons
@@ -105,6 +105,8 @@ def score(
             "l3_present": sample.l3_present,
             "height": sample.height,
         }
+        prediction = decode_prediction(pred, levels, threshold=threshold,
+                                       pixel_mm=sample.pixel_mm, answer_level=answer)
         for view, probs in pred.items():
             acc = per_view.setdefault(
                 view, {"err": [], "in_body": [], "presence": [], "missed": [], "false": [],
@@ -117,11 +119,9 @@ def score(
             acc["presence"].append(said_present == sample.l3_present)
             flagged = False
             if said_present:
-                every = decode_levels(probs, levels, threshold, sample.pixel_mm, answer)
-                singles = ({v: float(np.argmax(p[index])) for v, p in pred.items() if v != view}
-                           if view == "fused" else None)
-                flagged = bool(review_reasons(every, threshold, probs.shape[1], sample.pixel_mm,
-                                              answer=answer, view_rows=singles))
+                flagged = bool(review_reasons(prediction.decoded[view], threshold, probs.shape[1],
+                                              sample.pixel_mm, answer=answer,
+                                              view_rows=prediction.single_view_peaks(view)))
                 acc["flagged"].append(flagged)
                 row[f"{view}_review"] = flagged
             if sample.l3_present:
