@@ -304,6 +304,10 @@ class L3LocatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             status = result.message or "L3 is not in the field of view of this scan."
             status += " No point was placed."
             summary = "L3 not found"
+            if result.shown_voxel is not None:
+                self.ui.jumpButton.enabled = True
+                self.ui.jumpButton.toolTip = ("Show the most likely L3 slice (not confirmed: "
+                                              "check it yourself).")
         self.ui.statusLabel.text = status
         self.showQaPicture(volumeNode, result)
         slicer.util.showStatusMessage(f"L3 Locator: {summary}.", 5000)
@@ -326,7 +330,7 @@ class L3LocatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onJumpButton(self) -> None:
         with slicer.util.tryWithErrorDisplay("Could not show the L3 slice."):
-            if self._lastResult is not None and self._lastResult.found:
+            if self._lastResult is not None and self._lastResult.shown_voxel is not None:
                 self.logic.showL3Slice(self._lastVolumeNode, self._lastResult)
 
 
@@ -508,12 +512,10 @@ class L3LocatorLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def sliceCentreRas(volume: Volume, result: L3Result) -> list[float]:
-        """World RAS (mm) of the centre of the reported slice's voxel nearest the point:
-        ``l3_ijk`` rounded, with the slice axis (``slice_axis``, k for axial scans) set
-        to ``slice_index``."""
-        ijk = [float(round(v)) for v in result.l3_ijk]
-        axis = result.slice_axis if result.slice_axis is not None else 2
-        ijk[axis] = float(result.slice_index)
+        """World RAS (mm) of the centre of the voxel whose slice is shown
+        (``result.shown_voxel``: L3's voxel, or the candidate's when L3 was not found), so
+        the view lies on that slice exactly."""
+        ijk = [float(v) for v in result.shown_voxel]
         return [float(v) for v in volume.ijk_to_ras_points(np.array(ijk))]
 
     # ------------------------------------------------------------ dependencies

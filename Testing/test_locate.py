@@ -109,6 +109,44 @@ def test_chest_scan_is_not_found(phantom_files):
     assert result.confidence < read_metadata(default_model_path()).threshold
     assert result.slice_index is None and result.l3_ras_mm is None
     assert "not in the field of view" in result.message
+    # Far under the threshold: no candidate slice is offered either.
+    assert result.candidate_s_mm is None and result.shown_voxel is None
+
+
+def test_near_miss_names_a_candidate_slice_but_stays_not_found(held_out, tmp_path):
+    """The shipped weights with a threshold above their confidence on a held-out phantom:
+    L3 is not found, yet the peak is past half the threshold, so its slice is offered as a
+    place to check (``ReviewPolicy.candidate_fraction``), at the true L3, with no point."""
+    import json
+    import shutil
+
+    volume, truth = held_out
+    found = locate(volume)
+    meta = json.loads(default_model_path().read_text())
+    shutil.copy(default_model_path().with_name(meta["weights"]), tmp_path / meta["weights"])
+    meta["threshold"] = min(0.999, found.confidence + 0.03)
+    strict = tmp_path / "strict.json"
+    strict.write_text(json.dumps(meta))
+    result = locate(volume, model=strict)
+    assert result.status == "not_found" and result.l3_ras_mm is None
+    assert result.confidence == pytest.approx(found.confidence, abs=1e-6)
+    assert abs(result.candidate_s_mm - truth.l3_landmark_ras[2]) < TOLERANCE_MM
+    i, j, k = result.candidate_ijk
+    assert result.shown_voxel == [i, j, k] and result.slice_axis == 2
+    assert abs(volume.ijk_to_ras_points((i, j, k))[2] - result.candidate_s_mm) <= volume.spacing[2]
+    assert f"slice {k} " in result.message and "check that slice yourself" in result.message
+    assert result.to_dict()["candidate_ijk"] == [i, j, k]
+    assert "The scan ends" not in result.message  # L3 is far from both edges here
+    # Cut 20 mm below L3: the candidate carries the warning that it was counted from the
+    # ribs alone (near an edge the peak is often the last vertebra in view).
+    k_l3 = volume.ras_to_ijk_points(np.asarray(truth.l3_landmark_ras, float))[2]
+    step = int(round(20.0 / volume.spacing[2]))
+    s_up = volume.ijk_to_ras[2, 2] > 0
+    k0, k1 = (int(k_l3) - step, volume.array.shape[0]) if s_up else (0, int(k_l3) + step + 1)
+    cut = locate(volume.crop_slices(k0, k1), model=strict)
+    assert cut.status == "not_found" and cut.candidate_s_mm is not None
+    assert abs(cut.candidate_s_mm - truth.l3_landmark_ras[2]) < TOLERANCE_MM
+    assert "The scan ends" in cut.message and "counted from the ribs alone" in cut.message
 
 
 def test_too_short_scan_is_refused():

@@ -463,6 +463,28 @@ def test_widget_not_found_says_so(slicer, mod, widget, monkeypatch):
     assert fiducial_nodes(slicer) == []
 
 
+def test_widget_near_miss_offers_the_candidate_slice(slicer, mod, widget, monkeypatch):
+    """L3 not found but a candidate named: no point, and the jump button (marked as not
+    confirmed) shows the candidate's slice."""
+    import L3LocatorLib.locate
+    from L3LocatorLib.result import L3Result
+
+    node = bright_volume(slicer, np.diag([0.8, 0.8, 5.0, 1.0]), shape=(14, 12, 12))
+    volume = mod.L3LocatorLogic.volumeFromNode(node)
+    message = "L3 was not found with enough confidence (0.45; the model needs 0.67)."
+    result = L3Result(status="not_found", message=message, confidence=0.45, slice_axis=2,
+                      candidate_ijk=[6, 5, 9], model_name="fake", model_version="1")
+    monkeypatch.setattr(L3LocatorLib.locate, "locate", lambda *a, **k: result)
+    widget.ui.inputSelector.setCurrentNode(node)
+    widget.ui.locateButton.click()
+    assert message in widget.ui.statusLabel.text and "No point" in widget.ui.statusLabel.text
+    assert widget.ui.jumpButton.enabled and "not confirmed" in widget.ui.jumpButton.toolTip
+    assert fiducial_nodes(slicer) == []
+    widget.ui.jumpButton.click()
+    centre = volume.ijk_to_ras_points(np.array([6.0, 5.0, 9.0]))
+    assert red_plane_distance(slicer, centre) == pytest.approx(0.0, abs=1e-6)
+
+
 # ----------------------------------------------------------------- dependencies
 
 

@@ -34,6 +34,8 @@ centroid (mm); the reported point's right-left and anterior-posterior distance t
 the centre of the L3 vertebral body (dR, dA, mm; body centres from the masks, see
 ``body_centres.py``; only where all of L3 is in the scan); "flag" when the answer
 asks for review, "mid" when the point fell back to the spine's midline; the verdict.
+A "not found" that names a candidate slice (``L3Result.candidate_s_mm``, a near miss)
+shows its S in brackets and whether it lies in L3; the sweep counts those too.
 Then, per patient, every level the model predicts against the labelled centroids
 (S, mm; levels partly outside the scan are marked "edge"). The last line is one
 JSON object with everything.
@@ -174,6 +176,15 @@ def inside_l3(result, patient: Patient) -> bool:
     return bool(result.found and low <= result.s_mm <= high)
 
 
+def candidate_in_l3(result, patient: Patient) -> Optional[bool]:
+    """For a not-found answer that names a candidate slice: whether it lies within the true
+    L3 extent; None when there is no candidate."""
+    if result.candidate_s_mm is None:
+        return None
+    low, high = patient.l3_extent
+    return bool(low <= result.candidate_s_mm <= high)
+
+
 def judge(result, patient: Patient, expected: Optional[bool]) -> Optional[str]:
     """The problem with ``result`` given what the cut holds, or None when it is right:
     "false_alarm" (found without L3 in view), "outside_l3" (found elsewhere), "missed"."""
@@ -187,11 +198,15 @@ def judge(result, patient: Patient, expected: Optional[bool]) -> Optional[str]:
 def sweep(patient: Patient, model) -> dict:
     """Run :func:`sweep_cases`; count the wrong answers of each kind."""
     tally = {"cases": 0, "missed": 0, "false_alarm": 0, "outside_l3": 0,
-             "confident_wrong": 0, "flagged_right": 0, "wrong": []}
+             "confident_wrong": 0, "flagged_right": 0, "wrong": [],
+             "candidates_in_l3": 0, "candidates_elsewhere": 0}
     for case in sweep_cases(patient):
         result = locate(crop_s(patient.volume, case.s_min, case.s_max), model=model)
         tally["cases"] += 1
         problem = judge(result, patient, case.l3_expected)
+        candidate = candidate_in_l3(result, patient)
+        if candidate is not None:
+            tally["candidates_in_l3" if candidate else "candidates_elsewhere"] += 1
         if problem:
             tally[problem] += 1
             tally["confident_wrong"] += int(result.found and not result.needs_review)
@@ -254,7 +269,9 @@ def run_case(name: str, volume: Volume, patient: Patient, expected: Optional[boo
            "l3_expected": expected, "inside_l3": inside_l3(result, patient),
            "flagged": result.needs_review, "problem": problem, "correct": problem is None,
            "s_mm": result.s_mm, "error_mm": None, "d_r_mm": None, "d_a_mm": None,
-           "point_in_body": result.point_in_body}
+           "point_in_body": result.point_in_body,
+           "candidate_s_mm": result.candidate_s_mm,
+           "candidate_in_l3": candidate_in_l3(result, patient)}
     s_text = err_text = dr_text = da_text = "      -"
     if result.found:
         row["error_mm"] = abs(result.s_mm - centroid[2])
@@ -265,6 +282,9 @@ def run_case(name: str, volume: Volume, patient: Patient, expected: Optional[boo
             dr_text, da_text = f"{row['d_r_mm']:+7.1f}", f"{row['d_a_mm']:+7.1f}"
     expect = {True: "L3", False: "none", None: "part"}[expected]
     verdict = "ok" if problem is None else f"WRONG ({problem})"
+    if row["candidate_in_l3"] is not None:
+        s_text = f"({result.candidate_s_mm:5.0f})"
+        verdict += f", candidate slice {'in' if row['candidate_in_l3'] else 'outside'} L3"
     flag = ("flag" if result.needs_review else "") + ("" if result.point_in_body in (None, True)
                                                        else " mid")
     print(f"{name:28s} {expect:5s} {result.status:10s} {result.confidence:5.2f} {s_text} "
@@ -346,7 +366,9 @@ def evaluate_patient(patient: Patient, model, qa_dir: Optional[Path] = None) -> 
     print(f"sweep of field-of-view edges every {SWEEP_STEP_MM:.0f} mm: {swept['correct']}/"
           f"{swept['cases']} correct ({swept['false_alarm']} false alarms, "
           f"{swept['missed']} missed, {swept['outside_l3']} outside L3); wrong and not flagged "
-          f"for review: {swept['confident_wrong']}; right but flagged: {swept['flagged_right']}")
+          f"for review: {swept['confident_wrong']}; right but flagged: {swept['flagged_right']}; "
+          f"candidate slices of not-found answers: {swept['candidates_in_l3']} in L3, "
+          f"{swept['candidates_elsewhere']} elsewhere")
     for wrong in swept["wrong"]:
         flag = "flagged" if wrong.get("flagged") else "NOT flagged"
         print(f"  {wrong['case']:24s} {wrong['problem']:12s} conf {wrong['confidence']:.2f} "

@@ -14,12 +14,12 @@ from typing import Union
 from .body_point import vertebral_body_point
 from .checks import check_volume
 from .counting import count_levels
-from .decode import RowPrediction, decode_prediction
+from .decode import RowPrediction, decode_prediction, subpixel_peak
 from .errors import InputError
 from .network import LoadedModel, load_model, predict_views
 from .projection import Projections, project
 from .result import STATUS_NOT_FOUND, STATUS_OK, Evidence, L3Result, ViewResult
-from .review import review_reasons
+from .review import ReviewPolicy, edge_reasons, review_reasons
 from .volume import Volume
 
 log = logging.getLogger(__name__)
@@ -129,6 +129,7 @@ def _assemble(prediction: RowPrediction, projections: Projections, wanted: str,
             "L3 is not in the field of view (or the scan is too unusual for the model to be "
             f"sure: confidence {l3.confidence:.2f})."
         )
+        _add_candidate(result, prediction, projections, wanted)
         return result
     result.status = STATUS_OK
     result.s_mm = float(geometry.row_to_s(l3.row))
@@ -141,6 +142,35 @@ def _assemble(prediction: RowPrediction, projections: Projections, wanted: str,
         log.info("%s", main.atypical)
     result.message = "L3 found; check the level." if result.review else "L3 found."
     return result
+
+
+def _add_candidate(result: L3Result, prediction: RowPrediction, projections: Projections,
+                   wanted: str) -> None:
+    """For an L3 not found: name the slice of the model's peak when it came close to the
+    threshold, as a place to check (the status stays not_found)."""
+    l3 = prediction.answer(wanted)
+    policy = ReviewPolicy()
+    if l3.confidence < policy.candidate_fraction * prediction.threshold:
+        return
+    geometry = projections.geometry
+    row = subpixel_peak(prediction.answer_profile(wanted), l3.peak_index)
+    k = l3.peak_index
+    point = geometry.to_ras(row, float(projections.spine_frontal_col[k]),
+                            float(projections.spine_sagittal_col[k]))
+    result.candidate_s_mm = float(point[2])
+    result.candidate_ijk = list(geometry.nearest_voxel(point))
+    result.slice_axis = geometry.slice_axis
+    result.message = (
+        f"L3 was not found with enough confidence ({l3.confidence:.2f}; the model needs "
+        f"{prediction.threshold:.2f}). Its most likely place is slice "
+        f"{result.candidate_ijk[geometry.slice_axis]} (S {result.candidate_s_mm:.0f} mm): "
+        "if this scan contains L3, check that slice yourself."
+    )
+    # Near a scan edge the peak is most often the last vertebra in view, not L3.
+    caveats = edge_reasons(row, geometry.n_rows, geometry.pixel_mm,
+                           policy.edge_levels * policy.default_spacing_mm,
+                           prediction.answer_level)
+    result.message = " ".join([result.message, *caveats])
 
 
 def _place_point(result: L3Result, volume: Volume, projections: Projections,

@@ -73,6 +73,12 @@ class L3Result:
     counted: str = ""
     lumbar_counted: int = 0
     variants: list[str] = field(default_factory=list)
+    #: When L3 was not found but the model's peak came close (``ReviewPolicy.
+    #: candidate_fraction`` of the threshold): the S (mm) and the voxel ``[i, j, k]`` on
+    #: the spine at that peak (its slice: ``candidate_ijk[slice_axis]``), a place for a
+    #: person to check, never an answer. None otherwise.
+    candidate_s_mm: Optional[float] = None
+    candidate_ijk: Optional[list[int]] = None
     model_name: str = ""
     model_version: str = ""
     timings_s: dict[str, float] = field(default_factory=dict)
@@ -82,6 +88,12 @@ class L3Result:
     @property
     def found(self) -> bool:
         return self.status == STATUS_OK
+
+    @property
+    def shown_voxel(self) -> Optional[list[int]]:
+        """Voxel ``[i, j, k]`` whose slice a viewer shows: L3's when found, else the
+        candidate's, else None."""
+        return self.l3_ijk if self.found else self.candidate_ijk
 
     @property
     def needs_review(self) -> bool:
@@ -112,6 +124,8 @@ class L3Result:
             "counted": self.counted,
             "lumbar_counted": self.lumbar_counted,
             "variants": list(self.variants),
+            "candidate_s_mm": self.candidate_s_mm,
+            "candidate_ijk": self.candidate_ijk,
             "model_name": self.model_name,
             "model_version": self.model_version,
             "timings_s": dict(self.timings_s),
