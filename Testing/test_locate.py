@@ -137,6 +137,9 @@ def test_near_miss_names_a_candidate_slice_but_stays_not_found(held_out, tmp_pat
     assert f"slice {k} " in result.message and "check that slice yourself" in result.message
     assert result.to_dict()["candidate_ijk"] == [i, j, k]
     assert "The scan ends" not in result.message  # L3 is far from both edges here
+    # The QA picture marks the candidate with a dashed amber line, not the green answer.
+    picture = qa_picture(result)
+    assert _green_rows(picture) < 50 and _amber_rows(picture) > 150
     # Cut 20 mm below L3: the candidate carries the warning that it was counted from the
     # ribs alone (near an edge the peak is often the last vertebra in view).
     k_l3 = volume.ras_to_ijk_points(np.asarray(truth.l3_landmark_ras, float))[2]
@@ -167,6 +170,15 @@ def _green_rows(picture: np.ndarray) -> int:
     return int(green.sum(axis=1).max())
 
 
+def _amber_rows(picture: np.ndarray) -> int:
+    """Most amber pixels on one row of the MIPs (below the header's amber text)."""
+    from L3LocatorLib.qa import HEADER_HEIGHT
+
+    mips = picture[HEADER_HEIGHT:]
+    amber = (mips[..., 0] > 200) & (mips[..., 1] > 150) & (mips[..., 2] < 90)
+    return int(amber.sum(axis=1).max())
+
+
 def test_qa_picture_draws_the_answer(phantom_files):
     found = None
     for seed, preset in HELD_OUT:
@@ -180,4 +192,6 @@ def test_qa_picture_draws_the_answer(phantom_files):
     assert _green_rows(picture) > 200  # the green L3 line across both MIPs
     chest = locate(read_volume(phantom_files["chest"][0]))
     assert not chest.found
-    assert _green_rows(qa_picture(chest, title="chest")) < 50  # no line when not found
+    chest_picture = qa_picture(chest, title="chest")
+    assert _green_rows(chest_picture) < 50  # no line when not found
+    assert _amber_rows(chest_picture) < 150  # nor a candidate's

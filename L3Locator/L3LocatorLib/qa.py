@@ -85,6 +85,14 @@ def qa_picture(result: L3Result, title: str = "") -> np.ndarray:
         draw.line([(0, y), (mip_width, y)], fill=GREEN, width=2)
         draw.text((panels[0].width - 150, y - 17), f"L3  slice {result.slice_index}",
                   fill=GREEN, font=large)
+    elif result.candidate_ijk is not None and result.candidate_s_mm is not None:
+        # A near miss: dashed, so it never reads as an answer.
+        y = y_of(float(projections.geometry.s_to_row(result.candidate_s_mm)))
+        for x in range(0, mip_width, 12):
+            draw.line([(x, y), (x + 6, y)], fill=AMBER, width=2)
+        axis = result.slice_axis if result.slice_axis is not None else 2
+        draw.text((panels[0].width - 190, y - 17),
+                  f"L3?  slice {result.candidate_ijk[axis]} (check)", fill=AMBER, font=large)
 
     # Profile: L3 probability per row (0 at the left, 1 at the right) and the threshold.
     x0 = mip_width + gap
@@ -107,14 +115,19 @@ def qa_picture(result: L3Result, title: str = "") -> np.ndarray:
             f"confidence {result.confidence:.2f}"
         )
     else:
-        headline = f"L3 not found: {result.message}" if result.message else "L3 not found"
+        headline = f"L3 not found (confidence {result.confidence:.2f})"
     draw.text((6, 4), title or "", fill=(230, 230, 230), font=large)
     draw.text((6, 22), headline[:120], fill=colour if result.found else AMBER, font=large)
-    footer = ("Check: " + " ".join(result.review) if result.review
-              else f"model {result.model_name} {result.model_version}")
+    if result.review:
+        footer = "Check: " + " ".join(result.review)
+    elif not result.found and result.message:
+        footer = result.message
+    else:
+        footer = f"model {result.model_name} {result.model_version}"
+    warn = bool(result.review) or not result.found
     chars = max(40, canvas.width // 7)
     for n, line in enumerate(textwrap.wrap(footer, chars)[:2]):
-        draw.text((6, 41 + 15 * n), line, fill=AMBER if result.review else GREY, font=small)
+        draw.text((6, 41 + 15 * n), line, fill=AMBER if warn else GREY, font=small)
     return np.asarray(canvas)
 
 
