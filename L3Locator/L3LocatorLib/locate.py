@@ -153,24 +153,22 @@ def _add_candidate(result: L3Result, prediction: RowPrediction, projections: Pro
     if l3.confidence < policy.candidate_fraction * prediction.threshold:
         return
     geometry = projections.geometry
-    row = subpixel_peak(prediction.answer_profile(wanted), l3.peak_index)
     k = l3.peak_index
+    row = subpixel_peak(prediction.answer_profile(wanted), k)
     point = geometry.to_ras(row, float(projections.spine_frontal_col[k]),
                             float(projections.spine_sagittal_col[k]))
     result.candidate_s_mm = float(point[2])
     result.candidate_ijk = list(geometry.nearest_voxel(point))
     result.slice_axis = geometry.slice_axis
-    result.message = (
-        f"L3 was not found with enough confidence ({l3.confidence:.2f}; the model needs "
-        f"{prediction.threshold:.2f}). Its most likely place is slice "
-        f"{result.candidate_ijk[geometry.slice_axis]} (S {result.candidate_s_mm:.0f} mm): "
-        "if this scan contains L3, check that slice yourself."
-    )
     # Near a scan edge the peak is most often the last vertebra in view, not L3.
     caveats = edge_reasons(row, geometry.n_rows, geometry.pixel_mm,
                            policy.edge_levels * policy.default_spacing_mm,
                            prediction.answer_level)
-    result.message = " ".join([result.message, *caveats])
+    result.message = " ".join([
+        f"L3 was not found with enough confidence ({l3.confidence:.2f}; the model needs "
+        f"{prediction.threshold:.2f}). Its most likely place is slice "
+        f"{result.candidate_ijk[geometry.slice_axis]} (S {result.candidate_s_mm:.0f} mm): "
+        "if this scan contains L3, check that slice yourself.", *caveats])
 
 
 def _place_point(result: L3Result, volume: Volume, projections: Projections,
