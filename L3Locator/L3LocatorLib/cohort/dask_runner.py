@@ -10,9 +10,11 @@ and are handed back one at a time; nothing is written on the workers.
 - One task per scan; at most a few tasks per worker are in flight, so a cohort of 100 000
   scans never sits in the scheduler at once.
 - A scan whose worker dies (out of memory, a crash in a native library) is retried once on
-  another worker; if that worker dies too, the scan becomes an error row. On a local
-  cluster this is set here (``distributed.scheduler.allowed-failures`` = 1); an external
-  scheduler uses its own setting (set it to 1 there, see the README).
+  another worker; if that worker dies too, the scan is handed to the cluster once more
+  before it becomes an error row. The second round is for the innocent: a scan waiting on
+  the worker that a crashing scan kills dies with it and can meet it again on the retry.
+  On a local cluster the first round is set here (``distributed.scheduler.allowed-failures``
+  = 1); an external scheduler uses its own setting (set it to 1 there, see the README).
 - The function runs in worker processes: it must be importable there (a module-level
   function of an installed package) and keep its heavy state (the model) per process.
 """
@@ -49,8 +51,12 @@ class ClusterOptions:
     tasks_per_worker: int = 2  #: tasks in flight per worker thread
 
 
-def killed_message(attempts: int = 2) -> str:
-    return (f"This scan stopped the worker process that read it {attempts} times (it may need "
+#: Rounds of Dask attempts a scan gets before its killed workers make it an error row.
+KILLED_ROUNDS = 2
+
+
+def killed_message() -> str:
+    return ("This scan stopped the worker process that read it again and again (it may need "
             "more memory than a worker has, or the file crashes a reader). Run it alone with "
             "'l3locator locate' to see the problem, or give the workers more memory.")
 
@@ -114,38 +120,46 @@ def dask_rows(
 ) -> Iterator[Row]:
     """``fn(item, *args)`` for every item on the cluster; yields each row as it finishes
     (completion order, not item order). A task that fails outside ``fn``'s own error
-    handling (its worker died twice, the cluster went away) yields ``error_row(item,
+    handling (its workers died in every round, the cluster went away) yields ``error_row(item,
     message)`` instead, so every item yields exactly one row."""
     distributed = require_dask()
     from distributed.scheduler import KilledWorker
 
     client = session.client
-    pending = iter(items)
-    in_flight: dict[str, Item] = {}
+    pending = iter((item, 1) for item in items)
+    in_flight: dict[str, tuple[Item, int]] = {}  # key -> (item, round)
     completed = distributed.as_completed()
     run_id = uuid.uuid4().hex[:8]
     counter = 0
 
     def submit_more() -> None:
-        nonlocal counter
         window = max(2, session.options.tasks_per_worker * max(1, session.threads()))
         while len(in_flight) < window:
-            item = next(pending, None)
-            if item is None:
+            job = next(pending, None)
+            if job is None:
                 return
-            counter += 1
-            key = f"l3locator-{run_id}-{counter}"
-            in_flight[key] = item
-            completed.add(client.submit(fn, item, *args, key=key, pure=False, retries=0))
+            submit(*job)
+
+    def submit(item: Item, round_: int) -> None:
+        nonlocal counter
+        counter += 1
+        key = f"l3locator-{run_id}-{counter}"
+        in_flight[key] = (item, round_)
+        completed.add(client.submit(fn, item, *args, key=key, pure=False, retries=0))
 
     submit_more()
     while in_flight:
         future = next(completed)
-        item = in_flight.pop(future.key)
+        item, round_ = in_flight.pop(future.key)
         try:
             row = future.result()
         except KilledWorker:
-            log.warning("A scan stopped its worker twice: %s", item)
+            if round_ < KILLED_ROUNDS:
+                future.release()
+                log.warning("A scan's worker died twice; trying it once more: %s", item)
+                submit(item, round_ + 1)
+                continue
+            log.warning("A scan stopped its worker again and again: %s", item)
             row = error_row(item, killed_message())
         except Exception as error:  # the task could not run: still one row
             log.warning("A Dask task failed outside the scan's own handling: %r", error)
