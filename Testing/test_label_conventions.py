@@ -20,9 +20,11 @@ if str(REPO / "L3Locator") not in sys.path:
     sys.path.insert(0, str(REPO / "L3Locator"))
 
 from L3LocatorLib.phantoms.label_conventions import (  # noqa: E402
+    find_class_map,
     is_spine_only,
     resolve_class_map,
     totalseg_v1_vertebra_map,
+    totalseg_v2_vertebra_map,
     verse_class_map,
 )
 from L3LocatorLib.phantoms.labelmap_ct import (  # noqa: E402
@@ -91,6 +93,32 @@ def test_resolve_class_map_by_file(tmp_path):
     assert resolve_class_map(other, "verse")[22] == "vertebrae_L3"
     with pytest.raises(ValueError, match="convention"):
         resolve_class_map(other, "itk")
+
+
+def test_class_map_found_for_a_stem_of_several_parts(tmp_path):
+    """``real_labelmap_s0327_gt_bones.nii.gz`` has its names in
+    ``class_map_s0327_gt_bones.json``: a tail of the stem longer than its last part."""
+    labels = tmp_path / "real_labelmap_s0327_gt_bones.nii.gz"
+    labels.write_bytes(b"")
+    assert find_class_map(labels) is None
+    (tmp_path / "class_map_s0327_gt_bones.json").write_text(json.dumps({"29": "vertebrae_L3"}))
+    assert resolve_class_map(labels) == {29: "vertebrae_L3"}
+    # the shortest tail wins when two fit
+    (tmp_path / "class_map_bones.json").write_text(json.dumps({"7": "vertebrae_L3"}))
+    assert find_class_map(labels) == tmp_path / "class_map_bones.json"
+
+
+def test_totalseg_v2_vertebra_numbers():
+    """A v2 vertebra mask without its class map (the TotalSegmentator data set's s0224):
+    27 L5 ... 50 C1, 26 S1, 25 sacrum, chosen only by name of the convention."""
+    v2 = totalseg_v2_vertebra_map()
+    assert (v2[25], v2[26], v2[27], v2[29], v2[32], v2[44], v2[50]) == (
+        "sacrum", "vertebrae_S1", "vertebrae_L5", "vertebrae_L3", "vertebrae_T12",
+        "vertebrae_C7", "vertebrae_C1")
+    assert len(set(v2.values())) == len(v2) == 26
+    plain = Path("case_0224.nii.gz")
+    assert resolve_class_map(plain, "totalseg_v2") == v2
+    assert resolve_class_map(plain)[29] != "vertebrae_L3"  # auto reads v1 numbers
 
 
 def test_the_three_conventions_give_the_same_truth_by_name():

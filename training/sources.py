@@ -657,7 +657,7 @@ def load_source(
                                                     "bone_density", "thin_walls") if k in options}
         if options:
             raise ValueError(f"unknown label-map option(s) {sorted(options)} in {source!r}; "
-                             "use convention=auto|totalseg|verse, completion_mm=MM, "
+                             "use convention=auto|totalseg|totalseg_v2|verse, completion_mm=MM, "
                              "spine_crop=P, bone_density=F, thin_walls=P")
         resolved = str(Path(path).resolve())
         files = [str(f.resolve()) for f in labelmap_files(path)]
