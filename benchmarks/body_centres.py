@@ -86,16 +86,22 @@ def body_centre_from_mask(mask: np.ndarray, volume: Volume, centroid_ras: np.nda
     return volume.ijk_to_ras_points(np.concatenate(points).astype(float)).mean(axis=0)
 
 
+#: The label map (same grid) of each real CT that has one.
+LABEL_MAPS = {"lidc0001": "real_chest_labelmap_lidc0001.nii.gz",
+              "verse012": "real_spine_labelmap_verse012.nii.gz"}
+
+
 def body_centres_for(key: str, volume: Volume, vertebrae: dict, data: Path
                      ) -> dict[str, np.ndarray]:
     """Level -> body centre (RAS mm) of the real scan ``key`` ("ct328": its non-zero voxels
-    are the bone mask; "lidc0001": its label map in ``data``); empty when there is no mask.
+    are the bone mask; "lidc0001", "verse012": the label map in ``data``); empty when there
+    is no mask (the ACRIN CT).
     Levels cut by the scan's edge are left out (their centroid is not their body's), unless
     only a process touches the edge: centroid more than ``EDGE_MARGIN_MM`` from it."""
     if key == "ct328":
         mask_of = lambda level: volume.array != 0  # noqa: E731
-    elif key == "lidc0001" and (data / "real_chest_labelmap_lidc0001.nii.gz").exists():
-        label_map = read_volume(data / "real_chest_labelmap_lidc0001.nii.gz").array
+    elif key in LABEL_MAPS and (data / LABEL_MAPS[key]).exists():
+        label_map = read_volume(data / LABEL_MAPS[key]).array
         mask_of = lambda level: label_map == vertebrae[level]["label"]  # noqa: E731
     else:
         return {}

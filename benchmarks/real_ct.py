@@ -11,6 +11,13 @@ The real scans (none of them ever trained on):
 ``lidc0001``  ``real_chest_ct_lidc0001.nii.gz`` (LIDC-IDRI-0001, CC BY 3.0): a real contrast
            chest CT with arms and table, neck to upper abdomen; it ends inside L3, so L3 is
            only partly in view. Its T12, L1 and L2 rows are checked against the labels.
+``verse012``  ``real_spine_ct_verse012.nii.gz`` (VerSe'19, CC BY-SA 4.0): a real CT slab
+           105 mm wide around the spine (3 mm sagittal sections), T9 to the top of L4, with a
+           manual mask T10-L3; L3 lies 21 mm above the lower edge. A spine crop.
+``acrin001``  ``real_ct_acrin_flt001.nii.gz`` (TCIA ACRIN-FLT-Breast 001, CC BY 3.0): the
+           low-dose non-contrast CT of a PET/CT, T10 to the coccyx, full field with soft
+           tissue; levels counted by eye (S ranges only, +/- 3 mm), so no body centre (dR, dA)
+           and its narrow fields of view are centred on the spine track at L3.
 
 Each scan is cut to the fields of view that published tools get wrong, where its
 anatomy allows: no pelvis (counting must start from the ribs), no ribs (counting
@@ -56,6 +63,7 @@ from body_centres import body_centres_for, thin_bone
 from L3LocatorLib.errors import L3LocatorError
 from L3LocatorLib.locate import locate
 from L3LocatorLib.network import load_model, predict_views
+from L3LocatorLib.projection import PreprocessConfig, project
 from L3LocatorLib.qa import save_qa_png
 from L3LocatorLib.volume import Volume, read_volume
 
@@ -65,6 +73,8 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PATIENTS = {
     "ct328": "real_skeleton_ct328.nrrd",
     "lidc0001": "real_chest_ct_lidc0001.nii.gz",
+    "verse012": "real_spine_ct_verse012.nii.gz",
+    "acrin001": "real_ct_acrin_flt001.nii.gz",
 }
 
 #: Levels whose rows must be found near the labels (issue 12: the chest CT's T12, L1, L2).
@@ -102,6 +112,27 @@ class Patient:
     def l3_extent(self) -> tuple[float, float]:
         low, high = self.vertebrae["L3"]["s_extent_mm"]
         return float(low), float(high)
+
+    def centroid_s(self, level: str) -> float:
+        """S (mm) of the level's centroid (the middle of its extent where only that is known,
+        as for the ACRIN CT's counted levels)."""
+        v = self.vertebrae[level]
+        if "centroid_ras_mm" in v:
+            return float(v["centroid_ras_mm"][2])
+        return float(v.get("centroid_s_mm", 0.5 * sum(v["s_extent_mm"])))
+
+    def spine_centre(self, level: str) -> np.ndarray:
+        """RAS (mm) to centre narrow fields of view on: the level's centroid, else the spine
+        track of the whole scan's projections at the level's S (no model involved)."""
+        v = self.vertebrae[level]
+        if "centroid_ras_mm" in v:
+            return np.asarray(v["centroid_ras_mm"], dtype=float)
+        projections = project(self.volume, PreprocessConfig())
+        geometry = projections.geometry
+        row = int(np.clip(round(float(geometry.s_to_row(self.centroid_s(level)))), 0,
+                          geometry.n_rows - 1))
+        return np.asarray(geometry.to_ras(row, float(projections.spine_frontal_col[row]),
+                                          float(projections.spine_sagittal_col[row])))
 
     def fully_in_view(self, level: str) -> bool:
         """The level's labelled extent lies inside the scan and does not touch its edge."""
@@ -159,11 +190,11 @@ def sweep_cases(patient: Patient) -> list[Case]:
     scan_low, _ = patient.s_range
     out: list[Case] = []
     lowest = v["L4"]["s_extent_mm"][0] if "L4" in v else scan_low
-    for s_min in np.arange(v["L2"]["centroid_ras_mm"][2], max(lowest, scan_low), -SWEEP_STEP_MM):
+    for s_min in np.arange(patient.centroid_s("L2"), max(lowest, scan_low), -SWEEP_STEP_MM):
         out.append(Case(f"lower edge at S {s_min:.0f}", float(s_min), None,
                         l3_expectation(patient, float(s_min), None)))
     if "L4" in v:
-        for s_max in np.arange(v["L4"]["centroid_ras_mm"][2], v["L2"]["s_extent_mm"][1],
+        for s_max in np.arange(patient.centroid_s("L4"), v["L2"]["s_extent_mm"][1],
                                SWEEP_STEP_MM):
             out.append(Case(f"upper edge at S {s_max:.0f}", None, float(s_max),
                             l3_expectation(patient, None, float(s_max))))
@@ -232,13 +263,16 @@ def degraded(volume: Volume, centre_ras: np.ndarray) -> list[tuple[str, Volume]]
     out.append(("noise 40 HU", Volume((a + noise).astype(np.float32), volume.ijk_to_ras, "n")))
     out.append(("bone 150 HU less dense", thin_bone(volume, 150.0)))
     i, j, _ = np.round(volume.ras_to_ijk_points(centre_ras)).astype(int)
+    scan_width_mm = min(a.shape[2] * volume.spacing[0], a.shape[1] * volume.spacing[1])
     for width_mm in (200, 150, 100):
-        h = int(width_mm / 2 / volume.spacing[0])
-        i0, j0 = max(0, i - h), max(0, j - h)
+        if width_mm >= scan_width_mm:  # already this narrow (a spine crop)
+            continue
+        hi, hj = (int(width_mm / 2 / volume.spacing[axis]) for axis in (0, 1))
+        i0, j0 = max(0, i - hi), max(0, j - hj)
         matrix = np.array(volume.ijk_to_ras)
         matrix[:3, 3] = volume.ijk_to_ras_points((float(i0), float(j0), 0.0))
-        out.append((f"in-plane {width_mm} mm wide", Volume(a[:, j0 : j + h, i0 : i + h], matrix,
-                                                          "narrow")))
+        out.append((f"in-plane {width_mm} mm wide",
+                    Volume(a[:, j0 : j + hj, i0 : i + hi], matrix, "narrow")))
     return out
 
 
@@ -262,7 +296,7 @@ def run_case(name: str, volume: Volume, patient: Patient, expected: Optional[boo
     except L3LocatorError as error:
         print(f"{name:28s} error: {error}")
         return {"case": name, "status": "error", "correct": False, "l3_expected": expected}
-    centroid = np.asarray(patient.vertebrae["L3"]["centroid_ras_mm"])
+    centroid_s = patient.centroid_s("L3")
     body = patient.body_centres.get("L3")
     problem = judge(result, patient, expected)
     row = {"case": name, "status": result.status, "confidence": round(result.confidence, 3),
@@ -274,7 +308,7 @@ def run_case(name: str, volume: Volume, patient: Patient, expected: Optional[boo
            "candidate_in_l3": candidate_in_l3(result, patient)}
     s_text = err_text = dr_text = da_text = "      -"
     if result.found:
-        row["error_mm"] = abs(result.s_mm - centroid[2])
+        row["error_mm"] = abs(result.s_mm - centroid_s)
         s_text, err_text = f"{result.s_mm:7.1f}", f"{row['error_mm']:7.1f}"
         if body is not None and row["inside_l3"]:
             row["d_r_mm"] = result.l3_ras_mm[0] - body[0]
@@ -314,7 +348,7 @@ def level_table(patient: Patient, model) -> list[dict]:
         truth = patient.vertebrae.get(level)
         if truth is None:
             continue
-        true_s = float(truth["centroid_ras_mm"][2])
+        true_s = patient.centroid_s(level)
         peaks = {}
         for view in views:
             peak = int(np.argmax(probs[view][index]))
@@ -348,10 +382,10 @@ def evaluate_patient(patient: Patient, model, qa_dir: Optional[Path] = None) -> 
     """All tables of one patient; returns them as one dictionary."""
     l3_low, l3_high = patient.l3_extent
     scan_low, scan_high = patient.s_range
-    centroid = patient.vertebrae["L3"]["centroid_ras_mm"]
+    centroid_s = patient.centroid_s("L3")
     part = "" if patient.fully_in_view("L3") else " (only partly in the scan)"
     print(f"\n== {patient.key}: scan S {scan_low:.1f}..{scan_high:.1f} mm; L3 centroid S "
-          f"{centroid[2]:.1f} mm, extent {l3_low:.1f}..{l3_high:.1f} mm{part}")
+          f"{centroid_s:.1f} mm, extent {l3_low:.1f}..{l3_high:.1f} mm{part}")
     print(f"{'case':28s} {'L3?':5s} {'status':10s} {'conf':>5s} {'S mm':>7s} {'err mm':>7s} "
           f"{'dR mm':>7s} {'dA mm':>7s} {'':4s}  verdict")
     rows = [run_case(c.name, crop_s(patient.volume, c.s_min, c.s_max), patient, c.l3_expected,
@@ -360,7 +394,7 @@ def evaluate_patient(patient: Patient, model, qa_dir: Optional[Path] = None) -> 
     print(f"{n_correct}/{len(rows)} cuts correct")
     whole = l3_expectation(patient, None, None)
     robustness = [run_case(name, harder, patient, whole, model, qa_dir)
-                  for name, harder in degraded(patient.volume, np.asarray(centroid))]
+                  for name, harder in degraded(patient.volume, patient.spine_centre("L3"))]
     print(f"{sum(r['correct'] for r in robustness)}/{len(robustness)} degraded copies correct")
     swept = sweep(patient, model)
     print(f"sweep of field-of-view edges every {SWEEP_STEP_MM:.0f} mm: {swept['correct']}/"

@@ -17,6 +17,7 @@ from .counting import count_levels
 from .decode import RowPrediction, decode_prediction, subpixel_peak
 from .errors import InputError
 from .network import LoadedModel, load_model, predict_views
+from .presence import ABSENT, UNSURE, decide
 from .projection import Projections, project
 from .result import STATUS_NOT_FOUND, STATUS_OK, Evidence, L3Result, ViewResult
 from .review import ReviewPolicy, edge_reasons, review_reasons
@@ -87,7 +88,7 @@ def locate(
 
     if result.status == STATUS_OK:
         start = time.perf_counter()
-        _place_point(result, volume, projections, prediction.answer(wanted).row)
+        _place_point(result, volume, projections, result.evidence.row)
         timed("body_point", start)
     result.timings_s = timings
     return result
@@ -104,6 +105,7 @@ def _assemble(prediction: RowPrediction, projections: Projections, wanted: str,
         views[name] = ViewResult(row=d.row, confidence=d.confidence, s_mm=s_mm)
     main = prediction.decoded[wanted]
     l3 = prediction.answer(wanted)
+    decision = decide(prediction, loaded.metadata.flag_threshold, wanted)
     result = L3Result(
         status=STATUS_NOT_FOUND,
         confidence=float(l3.confidence),
@@ -124,7 +126,8 @@ def _assemble(prediction: RowPrediction, projections: Projections, wanted: str,
     result.counted = count.summary
     result.lumbar_counted = count.lumbar
     result.variants = list(count.variants)
-    if l3.row is None:
+    result.presence = decision.kind
+    if decision.kind == ABSENT:
         result.message = (
             "L3 is not in the field of view (or the scan is too unusual for the model to be "
             f"sure: confidence {l3.confidence:.2f})."
@@ -132,11 +135,13 @@ def _assemble(prediction: RowPrediction, projections: Projections, wanted: str,
         _add_candidate(result, prediction, projections, wanted)
         return result
     result.status = STATUS_OK
-    result.s_mm = float(geometry.row_to_s(l3.row))
+    result.s_mm = float(geometry.row_to_s(decision.row))
+    result.evidence.row = decision.row
     result.atypical_anatomy = main.atypical
     result.review = review_reasons(main, prediction.threshold, geometry.n_rows,
                                    geometry.pixel_mm, answer=prediction.answer_level,
-                                   view_rows=prediction.single_view_peaks(wanted))
+                                   view_rows=prediction.single_view_peaks(wanted),
+                                   unsure_row=decision.row)
     result.review += [v for v in count.variants if v not in result.review]
     if main.atypical:
         log.info("%s", main.atypical)
@@ -180,10 +185,15 @@ def _place_point(result: L3Result, volume: Volume, projections: Projections,
     ijk = geometry.nearest_voxel(point)
     result.point_in_body = body.in_body
     result.point_note = body.note
-    if body.note:
-        result.message = f"{result.message} {body.note}"
     result.l3_ras_mm = [float(v) for v in point]
     result.l3_ijk = list(ijk)
     result.slice_axis = geometry.slice_axis
     result.slice_index = ijk[geometry.slice_axis]
     result.s_mm = float(point[2])
+    if result.presence == UNSURE:
+        result.message = (
+            f"L3 is most likely at slice {result.slice_index} (S {result.s_mm:.0f} mm); "
+            f"confidence {result.confidence:.2f}, under the model's cut-off of "
+            f"{result.evidence.threshold:.2f} for a sure answer: check it.")
+    if body.note:
+        result.message = f"{result.message} {body.note}"

@@ -23,6 +23,10 @@ ROW_FIELDS = (
     "s_mm",
     "confidence",
     "needs_review",
+    "presence",
+    "candidate_slice_index",
+    "candidate_s_mm",
+    "candidate_ijk",
     "message",
     "review",
     "slice_axis",
@@ -56,7 +60,8 @@ def result_row(
         return row
     data = result.to_dict()
     for name in ("status", "slice_index", "l3_ijk", "l3_ras_mm", "s_mm", "confidence",
-                 "needs_review", "message", "slice_axis"):
+                 "needs_review", "presence", "candidate_slice_index", "candidate_s_mm",
+                 "candidate_ijk", "message", "slice_axis"):
         row[name] = data[name]
     row["review"] = " ".join(result.review) or None
     row["model"] = " ".join(filter(None, (result.model_name, result.model_version))) or None

@@ -79,6 +79,10 @@ class L3Result:
     #: person to check, never an answer. None otherwise.
     candidate_s_mm: Optional[float] = None
     candidate_ijk: Optional[list[int]] = None
+    #: How sure the answer is (``presence``): "sure" (confidence at or above the model's
+    #: threshold), "unsure" (found below it, both views pointing to one vertebra: flagged
+    #: for review) or "absent" (not found). Empty for errors.
+    presence: str = ""
     model_name: str = ""
     model_version: str = ""
     timings_s: dict[str, float] = field(default_factory=dict)
@@ -94,6 +98,13 @@ class L3Result:
         """Voxel ``[i, j, k]`` whose slice a viewer shows: L3's when found, else the
         candidate's, else None."""
         return self.l3_ijk if self.found else self.candidate_ijk
+
+    @property
+    def candidate_slice_index(self) -> Optional[int]:
+        """The candidate's slice along ``slice_axis`` (see ``candidate_ijk``), or None."""
+        if self.candidate_ijk is None or self.slice_axis is None:
+            return None
+        return int(self.candidate_ijk[self.slice_axis])
 
     @property
     def needs_review(self) -> bool:
@@ -126,6 +137,8 @@ class L3Result:
             "variants": list(self.variants),
             "candidate_s_mm": self.candidate_s_mm,
             "candidate_ijk": self.candidate_ijk,
+            "candidate_slice_index": self.candidate_slice_index,
+            "presence": self.presence,
             "model_name": self.model_name,
             "model_version": self.model_version,
             "timings_s": dict(self.timings_s),

@@ -2,6 +2,8 @@
 
 A found L3 is flagged for review when:
 
+* it was answered below the model's threshold (``presence.UNSURE``: both views point to
+  one vertebra, but with a confidence real CT often has);
 * the confidence is only just above the model's absent threshold (within
   ``ReviewPolicy.margin``): the model barely told "L3 here" from "no L3";
 * the scan ends less than one vertebra below the answer, so the level could be
@@ -106,6 +108,7 @@ def review_reasons(
     answer: str = "L3",
     policy: ReviewPolicy = ReviewPolicy(),
     view_rows: Optional[dict[str, float]] = None,
+    unsure_row: Optional[float] = None,
 ) -> list[str]:
     """Plain-words reasons to check the ``answer`` level of ``decoding`` (one profile's
     levels, found with ``threshold``); empty when there are none or it was not found.
@@ -113,14 +116,23 @@ def review_reasons(
     The profile has ``n_rows`` rows (superior -> inferior) of ``pixel_mm`` each.
     ``view_rows`` maps single views ("frontal", "sagittal") to the row of their own
     peak for the ``answer`` level, whatever its confidence, when ``decoding`` is the
-    combined answer of several views.
+    combined answer of several views. ``unsure_row``: the row of an answer given below
+    the threshold (``presence.UNSURE``), reviewed like a found one.
     """
     found = decoding.decoded.get(answer)
-    if found is None or found.row is None:
+    if found is None:
         return []
-    row, confidence, rows = found.row, found.confidence, decoding.rows
+    row = found.row if found.row is not None else unsure_row
+    if row is None:
+        return []
+    confidence, rows = found.confidence, decoding.rows
     reasons = []
-    if confidence < threshold + policy.margin:
+    if confidence < threshold:
+        reasons.append(
+            f"The model is unsure ({confidence:.2f}, under its cut-off of {threshold:.2f} "
+            f"for a sure answer), but both views point to this vertebra: check the level."
+        )
+    elif confidence < threshold + policy.margin:
         reasons.append(
             f"The model is not sure ({confidence:.2f}, just above its cut-off of "
             f"{threshold:.2f})."

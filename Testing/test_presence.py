@@ -1,0 +1,110 @@
+"""Three answers: sure, unsure (flagged), absent (``L3LocatorLib.presence``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from L3LocatorLib.decode import decode_prediction
+from L3LocatorLib.errors import ModelError
+from L3LocatorLib.locate import locate
+from L3LocatorLib.model import LEVELS
+from L3LocatorLib.network import default_model_path, load_model
+from L3LocatorLib.phantoms import make_phantom
+from L3LocatorLib.presence import ABSENT, SURE, UNSURE, decide, views_agree
+from L3LocatorLib.report import result_row
+
+N_ROWS = 200
+PIXEL_MM = 2.0
+
+
+def _profile(row: float, peak: float) -> np.ndarray:
+    """A Gaussian row profile (sigma 1.5 rows) of height ``peak`` at ``row``."""
+    rows = np.arange(N_ROWS)
+    return (peak * np.exp(-0.5 * ((rows - row) / 1.5) ** 2)).astype(np.float32)
+
+
+def _prediction(fused: tuple[float, float], frontal: tuple[float, float],
+                sagittal: tuple[float, float], threshold: float = 0.6):
+    """A decoded prediction whose L3 channels peak at the given (row, height) per view."""
+    probs = {}
+    for name, (row, peak) in (("fused", fused), ("frontal", frontal), ("sagittal", sagittal)):
+        p = np.zeros((len(LEVELS), N_ROWS), dtype=np.float32)
+        p[LEVELS.index("L3")] = _profile(row, peak)
+        probs[name] = p
+    return decode_prediction(probs, LEVELS, threshold=threshold, pixel_mm=PIXEL_MM)
+
+
+def test_sure_above_the_threshold_whatever_the_views():
+    decision = decide(_prediction((100, 0.8), (160, 0.3), (40, 0.3)), flag_threshold=0.3)
+    assert decision.kind == SURE and decision.row == pytest.approx(100, abs=0.01)
+
+
+def test_unsure_needs_the_flag_threshold_and_agreeing_views():
+    agreeing = _prediction((100, 0.4), (103, 0.3), (98, 0.2))
+    assert views_agree(agreeing)
+    decision = decide(agreeing, flag_threshold=0.35)
+    assert decision.kind == UNSURE and decision.row == pytest.approx(100, abs=0.01)
+    assert decision.confidence == pytest.approx(0.4, abs=1e-3)
+    # below the flag threshold, or without one: absent
+    assert decide(agreeing, flag_threshold=0.45).kind == ABSENT
+    assert decide(agreeing, flag_threshold=None).kind == ABSENT
+    # a single view 8 rows (16 mm, more than half a vertebra) away: absent
+    apart = _prediction((100, 0.4), (108, 0.3), (98, 0.2))
+    assert not views_agree(apart) and decide(apart, flag_threshold=0.35).kind == ABSENT
+    # 7 rows (14 mm) still agree
+    assert decide(_prediction((100, 0.4), (107, 0.3), (98, 0.2)), 0.35).kind == UNSURE
+
+
+def test_a_single_view_answer_is_never_unsure():
+    """Asked for one view alone there is nothing to agree with: sure or absent only."""
+    prediction = _prediction((100, 0.4), (100, 0.4), (100, 0.4))
+    assert decide(prediction, 0.3, view="frontal").kind == ABSENT
+    assert decide(prediction, 0.3, view="fused").kind == UNSURE
+
+
+def _model_with(tmp_path, **fields) -> str:
+    meta = json.loads(default_model_path().read_text())
+    shutil.copy(default_model_path().with_name(meta["weights"]), tmp_path / meta["weights"])
+    meta.update(fields)
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(meta))
+    return str(path)
+
+
+def test_locate_answers_unsure_with_the_slice_and_a_flag(tmp_path):
+    """The shipped weights with the sure threshold raised above their confidence on a
+    held-out phantom and a flag threshold below it: L3 is answered, at the truth, flagged,
+    and the message names the slice; the row says "unsure"."""
+    volume, truth = make_phantom(777, preset="abdomen_pelvis", spacing=(1.5, 1.5, 2.0),
+                                 matrix=256)
+    sure = locate(volume)
+    assert sure.presence == SURE and not any("unsure" in r for r in sure.review)
+    threshold = min(0.999, sure.confidence + 0.02)
+    model = _model_with(tmp_path, threshold=threshold, flag_threshold=sure.confidence - 0.1)
+    result = locate(volume, model=model)
+    assert result.status == "ok" and result.presence == UNSURE and result.needs_review
+    assert abs(result.s_mm - truth.l3_landmark_ras[2]) < 10.0
+    assert result.slice_index == sure.slice_index and result.l3_ijk == sure.l3_ijk
+    assert f"most likely at slice {result.slice_index} " in result.message
+    assert "unsure" in result.review[0] and f"{threshold:.2f}" in result.review[0]
+    row = result_row("scan.nii.gz", result)
+    assert row["presence"] == UNSURE and row["slice_index"] == result.slice_index
+    # With the flag threshold above the confidence it is a near miss again: not found, and
+    # the candidate's slice is a column of the row.
+    strict = _model_with(tmp_path, threshold=threshold, flag_threshold=threshold - 0.005)
+    missed = locate(volume, model=strict)
+    assert missed.status == "not_found" and missed.presence == ABSENT
+    row = result_row("scan.nii.gz", missed)
+    assert row["candidate_slice_index"] == missed.candidate_ijk[2] == result.slice_index
+    assert row["candidate_s_mm"] == pytest.approx(missed.candidate_s_mm, abs=1e-3)
+
+
+def test_flag_threshold_above_the_threshold_is_a_model_error(tmp_path):
+    with pytest.raises(ModelError, match="flag_threshold"):
+        load_model(_model_with(tmp_path, threshold=0.5, flag_threshold=0.6), device="cpu")
+    with pytest.raises(ModelError, match="flag_threshold"):
+        load_model(_model_with(tmp_path, flag_threshold=1.5), device="cpu")
