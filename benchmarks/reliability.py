@@ -1,6 +1,7 @@
 """Is the L3 confidence calibrated? A reliability plot on phantoms and on real CT.
 
-    python benchmarks/reliability.py [--model JSON] [--phantoms 120] [--data ../shared/data]
+    python benchmarks/reliability.py [--model JSON] [--phantoms 150] [--renders 20]
+                                     [--data ../shared/data] [--features FILE]
                                      [--out L3Locator/Resources/Models/reliability.png]
 
 The confidence is the peak probability of the L3 channel; the model calls L3
@@ -11,12 +12,16 @@ present when it reaches the model's threshold. Presence truth:
   (``Truth.l3_in_fov``);
 * real CT: every cut, degraded copy and field-of-view sweep step of
   ``benchmarks/real_ct.py`` that keeps all of L3 (present) or none of it (absent);
-  cuts through L3 are left out.
+  cuts through L3 are left out;
+* real anatomy renders: the LIDC chest CT's label map rendered with the real look
+  (``presence_calibration.render_cases``).
+
+The cases are those of ``presence_calibration.py`` (``--features`` reuses its file).
 
 Per confidence bin: the number of scans, their mean confidence and the fraction
-with L3 present (a calibrated model lies on the diagonal), for phantoms and real CT
-separately; then the expected calibration error (ECE: bin-size weighted mean of
-|fraction present - mean confidence|) and, at the model's threshold, how many
+with L3 present (a calibrated model lies on the diagonal), per domain; then the
+expected calibration error (ECE: bin-size weighted mean of |fraction present - mean
+confidence|) and, at the model's threshold, how many
 present scans were called absent and absent ones present. The plot goes to
 ``--out``; the last line is one JSON object with the numbers.
 """
@@ -27,45 +32,28 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
-from real_ct import PATIENTS, cases_for, crop_s, degraded, load_patient, sweep_cases
+from presence_calibration import phantom_cases, real_cases, render_cases
 
-from L3LocatorLib.locate import locate
 from L3LocatorLib.network import load_model
-from L3LocatorLib.phantoms import make_phantom
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEFAULT_OUT = (Path(__file__).resolve().parents[1] / "L3Locator" / "Resources" / "Models"
                / "reliability.png")
 BINS = np.linspace(0.0, 1.0, 11)
-PHANTOM_SEED0 = 880000
+#: Domains of ``presence_calibration``'s cases, as the plot names them.
+DOMAINS = {"phantom": "phantoms", "real": "real CT", "render": "real anatomy renders"}
 
 
-def phantom_samples(model, n: int) -> list[tuple[float, bool]]:
-    """(confidence, L3 present) of ``n`` random phantoms."""
-    out = []
-    for seed in range(PHANTOM_SEED0, PHANTOM_SEED0 + n):
-        volume, truth = make_phantom(seed, preset="random", spacing=(3, 3, 3))
-        out.append((locate(volume, model=model).confidence, bool(truth.l3_in_fov)))
-    return out
-
-
-def real_samples(model, data: Path) -> list[tuple[float, bool]]:
-    """(confidence, L3 present) of every real cut that keeps all or none of L3."""
-    out = []
-    for key in PATIENTS:
-        patient = load_patient(key, data)
-        if patient is None:
-            continue
-        whole = cases_for(patient)[0].l3_expected
-        volumes = [(crop_s(patient.volume, c.s_min, c.s_max), c.l3_expected)
-                   for c in cases_for(patient) + sweep_cases(patient)]
-        centre = np.asarray(patient.vertebrae["L3"]["centroid_ras_mm"])
-        volumes += [(v, whole) for _, v in degraded(patient.volume, centre)]
-        for volume, present in volumes:
-            if present is not None:
-                out.append((locate(volume, model=model).confidence, bool(present)))
+def samples_by_domain(cases: list[dict]) -> dict[str, list[tuple[float, bool]]]:
+    """(confidence, L3 present) per domain, of the cases that hold all or none of L3."""
+    out: dict[str, list[tuple[float, bool]]] = {}
+    for case in cases:
+        if case["expected"] is not None:
+            out.setdefault(DOMAINS[case["domain"]], []).append(
+                (case["confidence"], bool(case["expected"])))
     return out
 
 
@@ -90,7 +78,8 @@ def reliability_table(samples: list[tuple[float, bool]], threshold: float) -> di
             "absent_called_present": int((~present & called).sum())}
 
 
-def plot(tables: dict[str, dict], threshold: float, out: Path, title: str) -> None:
+def plot(tables: dict[str, dict], threshold: float, out: Path, title: str,
+         flag_threshold: Optional[float] = None) -> None:
     """Reliability diagram: fraction present against mean confidence, one line per set."""
     import matplotlib
 
@@ -101,7 +90,10 @@ def plot(tables: dict[str, dict], threshold: float, out: Path, title: str) -> No
     axis.plot([0, 1], [0, 1], color="0.6", linestyle=":", label="calibrated")
     axis.axvline(threshold, color="0.4", linestyle="--", linewidth=1,
                  label=f"threshold {threshold:.2f}")
-    for (name, table), marker in zip(tables.items(), ("o", "s")):
+    if flag_threshold is not None:
+        axis.axvline(flag_threshold, color="0.4", linestyle=":", linewidth=1,
+                     label=f"flagged answers from {flag_threshold:.2f}")
+    for (name, table), marker in zip(tables.items(), ("o", "s", "^")):
         x = [b["mean_confidence"] for b in table["bins"]]
         y = [b["fraction_present"] for b in table["bins"]]
         sizes = [20 + 4 * b["n"] for b in table["bins"]]
@@ -124,16 +116,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="model JSON (default: the shipped model)")
-    parser.add_argument("--phantoms", type=int, default=120)
+    parser.add_argument("--phantoms", type=int, default=150)
+    parser.add_argument("--renders", type=int, default=20)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--features", type=Path,
+                        help="per-case numbers written by presence_calibration.py (reused)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     model = load_model(args.model, device="cpu")
     threshold = model.threshold
-    tables = {"phantoms": reliability_table(phantom_samples(model, args.phantoms), threshold)}
-    real = real_samples(model, args.data)
-    if real:
-        tables["real CT"] = reliability_table(real, threshold)
+    if args.features and args.features.exists():
+        cases = json.loads(args.features.read_text())
+    else:
+        cases = (phantom_cases(model, args.phantoms) + real_cases(model, args.data)
+                 + render_cases(model, args.data, args.renders))
+    tables = {name: reliability_table(samples, threshold)
+              for name, samples in samples_by_domain(cases).items()}
     for name, table in tables.items():
         print(f"{name}: {table['n']} scans, {table['n_present']} with L3; ECE {table['ece']:.3f}; "
               f"at threshold {threshold:.3f}: {table['present_called_absent']} present called "
@@ -143,7 +141,8 @@ def main() -> int:
             print(f"  {b['low']:.1f}-{b['high']:.1f}   {b['n']:4d} {b['mean_confidence']:9.2f} "
                   f"{b['fraction_present']:10.2f}")
     plot(tables, threshold, args.out,
-         f"L3 presence, model {model.metadata.name} {model.metadata.version}")
+         f"L3 presence, model {model.metadata.name} {model.metadata.version}",
+         model.metadata.flag_threshold)
     print(f"wrote {args.out}")
     print(json.dumps({"model": model.metadata.name, "threshold": threshold, **tables}))
     return 0
