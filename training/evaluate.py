@@ -19,6 +19,7 @@ import numpy as np
 
 from L3LocatorLib.decode import decode_prediction, decode_profile
 from L3LocatorLib.network import load_model, view_probabilities
+from L3LocatorLib.presence import ABSENT, decide
 from L3LocatorLib.projection import PreprocessConfig, window
 from L3LocatorLib.review import review_reasons
 
@@ -83,6 +84,7 @@ def score(
     levels: Sequence[str],
     threshold: float,
     answer: str = "L3",
+    flag_threshold: Optional[float] = None,
 ) -> tuple[dict[str, dict[str, float]], list[dict[str, object]]]:
     """Metrics per view and one row per scan.
 
@@ -93,7 +95,9 @@ def score(
     ``missed`` and ``false_alarms`` (counts), ``n_negative``; and with the review
     policy the product applies (``L3LocatorLib.review``): ``flagged`` (% of found L3s
     flagged for review), ``confident_false_alarms`` (found without L3 and not flagged)
-    and ``confident_outside`` (found outside the L3 body and not flagged).
+    and ``confident_outside`` (found outside the L3 body and not flagged). An answer
+    below ``threshold`` that the product gives flagged (``presence.decide`` with
+    ``flag_threshold``) counts as found and flagged; the reported row is then the peak's.
     """
     index = list(levels).index(answer)
     rows: list[dict[str, object]] = []
@@ -113,7 +117,8 @@ def score(
                        "flagged": [], "confident_false": [], "confident_outside": []}
             )
             decoded = decode_profile(probs[index], 0.0)
-            said_present = decoded.confidence >= threshold
+            decision = decide(prediction, flag_threshold, view)
+            said_present = decision.kind != ABSENT
             row[f"{view}_row"] = round(float(decoded.row), 3)
             row[f"{view}_confidence"] = round(decoded.confidence, 4)
             acc["presence"].append(said_present == sample.l3_present)
@@ -121,7 +126,8 @@ def score(
             if said_present:
                 flagged = bool(review_reasons(prediction.decoded[view], threshold, probs.shape[1],
                                               sample.pixel_mm, answer=answer,
-                                              view_rows=prediction.single_view_peaks(view)))
+                                              view_rows=prediction.single_view_peaks(view),
+                                              unsure_row=decision.row))
                 acc["flagged"].append(flagged)
                 row[f"{view}_review"] = flagged
             if sample.l3_present:
@@ -287,7 +293,8 @@ def evaluate_model(
     predictions = predict_samples(loaded.predict, samples, loaded.views, loaded.preprocess,
                                   progress=True, fusion=loaded.metadata.fusion)
     metrics, rows = score(samples, predictions, loaded.levels, loaded.threshold,
-                          loaded.metadata.answer_level)
+                          loaded.metadata.answer_level,
+                          flag_threshold=loaded.metadata.flag_threshold)
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
