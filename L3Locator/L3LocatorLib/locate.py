@@ -116,7 +116,7 @@ def _assemble(prediction: RowPrediction, projections: Projections, wanted: str,
         evidence=Evidence(
             projections=projections,
             profile=prediction.answer_profile(wanted),
-            row=l3.row,
+            row=decision.row,
             threshold=prediction.threshold,
             level_rows=main.rows,
         ),
@@ -136,7 +136,6 @@ def _assemble(prediction: RowPrediction, projections: Projections, wanted: str,
         return result
     result.status = STATUS_OK
     result.s_mm = float(geometry.row_to_s(decision.row))
-    result.evidence.row = decision.row
     result.atypical_anatomy = main.atypical
     result.review = review_reasons(main, prediction.threshold, geometry.n_rows,
                                    geometry.pixel_mm, answer=prediction.answer_level,
