@@ -62,7 +62,7 @@ class SecondReaderConfig:
     #: Half-size of the box around the spine track: right-left and front-back (mm).
     box_half_r_mm: float = 100.0
     box_front_mm: float = 90.0
-    box_back_mm: float = 80.0
+    box_back_mm: float = 110.0
     #: Right-left half-width of the mid-sagittal slab that shows bodies, canal and arch.
     slab_half_mm: float = 6.0
     #: Posterior-wall detector: depth of body in front, canal behind, arch behind that.
@@ -71,6 +71,10 @@ class SecondReaderConfig:
     wall_arch_mm: tuple[float, float] = (8.0, 40.0)
     #: Body and arch must be brighter than this (HU, slab mean) to be bone.
     wall_bone_hu: float = 100.0
+    #: Largest wall contrast (HU) that counts, and the preference (HU per mm) for a wall
+    #: farther back.
+    wall_clip_hu: float = 150.0
+    wall_back_bias: float = 0.5
     #: Smallest wall contrast (HU) for a row to be on the spine.
     wall_min_hu: float = 35.0
     #: The track may lose the pattern for at most this long (mm) and still be one spine.
@@ -98,6 +102,8 @@ class SecondReaderConfig:
     #: sides, for at least ``sacrum_rows_mm``.
     sacrum_half_width_mm: float = 38.0
     sacrum_rows_mm: float = 16.0
+    #: ... and joined to the iliac bones, this far (mm) from the midline on both sides.
+    ilium_reach_mm: float = 70.0
     #: The field of view must reach this far (mm) sideways for ribs to be judged.
     rib_fov_mm: float = 70.0
 
@@ -337,10 +343,14 @@ def _track(box: _Box, config: SecondReaderConfig) -> Optional[_Track]:
     arch = _window(smooth, idx(config.wall_arch_mm[0]), idx(config.wall_arch_mm[1]), "max")
     # Both the body in front and the arch behind must be bone (above ``wall_bone_hu``): soft
     # tissue in front of fat (the back muscles before the subcutaneous fat) is not a wall.
-    floor = config.wall_bone_hu
-    score = np.minimum(np.minimum(body - canal, arch - canal),
-                       np.minimum(body - floor, arch - floor))
-    score = np.nan_to_num(score, nan=-1e3).astype(np.float32)
+    # The contrast counts only up to ``wall_clip_hu``, and the wall is preferred farther
+    # back (``wall_back_bias``): a contrast-filled aorta in front of a dim osteoporotic
+    # body has the stronger edge, but the bodies' wall always lies behind it.
+    bone = (body > config.wall_bone_hu) & (arch > config.wall_bone_hu)
+    score = np.minimum(np.minimum(body - canal, arch - canal), config.wall_clip_hu)
+    contrast = np.nan_to_num(np.where(bone, score, score - 2.0 * config.wall_clip_hu),
+                             nan=-1e3).astype(np.float32)
+    score = contrast + np.float32(config.wall_back_bias * da) * np.arange(score.shape[1])
     # Viterbi: the wall moves at most about 1 mm front-back per mm along S.
     jump = max(1, int(round(ds / da)))
     penalty = 2.0  # HU per grid step of movement: prefers a straight wall
@@ -357,7 +367,7 @@ def _track(box: _Box, config: SecondReaderConfig) -> Optional[_Track]:
     wall[-1] = int(total.argmax())
     for s in range(n_s - 1, 0, -1):
         wall[s - 1] = wall[s] + back[s, wall[s]]
-    along = score[np.arange(n_s), wall]
+    along = contrast[np.arange(n_s), wall]
     good = along >= config.wall_min_hu
     gap = int(round(config.track_gap_mm / ds))
     good = ndimage.binary_closing(np.pad(good, gap), np.ones(2 * gap + 1, bool))[gap:-gap] \
@@ -538,39 +548,49 @@ def _sacrum_top(box: _Box, track: _Track, config: SecondReaderConfig) -> Optiona
     bone = ((box.high > config.bone_hu) & band[:, None, :]).any(axis=2)  # [s, r]
     close = max(1, int(round(8.0 / dr)))
     bone = ndimage.binary_closing(bone, np.ones((1, 2 * close + 1), bool))
-    wide = np.zeros(n_s, bool)
+    half_width = np.zeros(n_s)  # bone joined to the midline: the smaller of its two sides
     for s in range(start, n_s):
         mid = int(np.clip(round(box.track_r[s]), 0, n_r - 1))
         if not bone[s, mid]:
             continue
-        run = _runs(bone[s])
-        for lo, hi in run:
+        for lo, hi in _runs(bone[s]):
             if lo <= mid < hi:
-                left = lateral[s, hi - 1]
-                right = -lateral[s, lo]
-                wide[s] = min(left, right) >= config.sacrum_half_width_mm
+                half_width[s] = min(lateral[s, hi - 1], -lateral[s, lo])
                 break
     need = max(1, int(round(config.sacrum_rows_mm / ds)))
-    for lo, hi in _runs(wide):
-        if hi - lo >= need and lo > start:
+    pelvis = int(round(40.0 / ds))
+    for lo, hi in _runs(half_width >= config.sacrum_half_width_mm):
+        # The sacrum's alae are joined to the iliac bones (across the sacroiliac joints)
+        # within a few centimetres below its top; the rib heads beside a thoracic body
+        # are not.
+        if hi - lo >= need and lo > start \
+                and half_width[lo : lo + pelvis].max() >= config.ilium_reach_mm:
             return int(lo)
     return None
 
 
 def _iliac_crest(box: _Box, sacrum_row: int, config: SecondReaderConfig) -> Optional[int]:
-    """Top row of the iliac bones: lateral bone (beyond 50 mm) connected to bone below
-    the top of the sacrum; None when not in view."""
+    """Top row of the iliac wings: the first row where bone far lateral (beyond 50 mm),
+    belonging to a structure that reaches far below the top of the sacrum, is as wide
+    as a wing on both sides (a low rib touching the crest is only a few voxels across).
+    None when the pelvis is not in view."""
     lateral = _lateral_mm(box)
     bone = (box.high > config.bone_hu) & (np.abs(lateral) > 50.0)[:, :, None]
-    labels, n = ndimage.label(bone, structure=np.ones((3, 3, 3), bool))
-    tops = []
-    for sl in ndimage.find_objects(labels):
-        if sl is None or sl[0].stop <= sacrum_row + 2 or sl[0].start >= sacrum_row:
-            continue
-        if (sl[0].stop - sl[0].start) * box.step_mm[0] < 40.0:
-            continue
-        tops.append(sl[0].start)
-    return int(np.median(tops)) if tops else None
+    labels, _ = ndimage.label(bone, structure=np.ones((3, 3, 3), bool))
+    keep = []
+    for index, sl in enumerate(ndimage.find_objects(labels), 1):
+        # The iliac bones reach from above the sacrum's top to far below it.
+        if sl is not None and sl[0].start < sacrum_row \
+                and (sl[0].stop - sacrum_row) * box.step_mm[0] >= 50.0:
+            keep.append(index)
+    if not keep:
+        return None
+    ilium = np.isin(labels, keep)
+    wing = max(3, int(round(80.0 / (box.step_mm[1] * box.step_mm[2]))))  # 80 mm^2
+    left = (ilium & (lateral > 0)[:, :, None]).sum(axis=(1, 2))
+    right = (ilium & (lateral < 0)[:, :, None]).sum(axis=(1, 2))
+    rows = np.flatnonzero((left >= wing) & (right >= wing))
+    return int(rows[0]) if rows.size else None
 
 
 # -------------------------------------------------------------------------- 5. count
@@ -628,14 +648,16 @@ def read_spine(volume: Volume, projections: Projections,
     sacrum_row = _sacrum_top(box, track, config)
     ls_disc = None
     if sacrum_row is not None:
-        found["sacrum_top_s_mm"] = float(box.s_mm[sacrum_row])
-        ls_disc = _lumbosacral_disc(rows, sacrum_row, ds)
-        if ls_disc is not None:
-            anchors.append("sacrum")
+        # A sacrum needs the pelvis around it: without iliac bones reaching far below it,
+        # the wide bone is something else (vessels with contrast beside a lumbar body).
         crest = _iliac_crest(box, sacrum_row, config)
         if crest is not None:
+            found["sacrum_top_s_mm"] = float(box.s_mm[sacrum_row])
             found["iliac_crest_s_mm"] = float(box.s_mm[crest])
             anchors.append("iliac crests")
+            ls_disc = _lumbosacral_disc(rows, sacrum_row, ds)
+            if ls_disc is not None:
+                anchors.insert(0, "sacrum")
     bodies = [CountedVertebra(*reversed(_range_mm(box, a, b))) for a, b in zip(rows, rows[1:])]
     found["vertebrae"] = bodies
 
@@ -691,7 +713,8 @@ def read_spine(volume: Volume, projections: Projections,
         variants.append("13 rib-bearing vertebrae are in view: a 13th rib pair (T13).")
     found["variants"] = variants
     if l3_ribs is None and l3_sacrum is None:
-        return _cannot(_why_not(last_rib, ls_disc, sacrum_row, box, config), start, **found)
+        sacrum_seen = sacrum_row if "iliac crests" in anchors else None
+        return _cannot(_why_not(last_rib, ls_disc, sacrum_seen, box, config), start, **found)
     reading = SecondReading(COUNTED, "", seconds=0.0, **found)
     reading.message = _summary(reading)
     reading.seconds = time.perf_counter() - start
@@ -704,7 +727,7 @@ def _lumbosacral_disc(rows: list[float], sacrum_row: int, ds: float) -> Optional
     of the sacrum itself, added as a disc when it lies one plausible level below the chain's
     last disc above it. Discs below are dropped (the sacrum's own rudimentary discs).
     None when the chain does not reach the sacrum."""
-    near = [i for i, r in enumerate(rows) if -20.0 <= (sacrum_row - r) * ds <= 12.0]
+    near = [i for i, r in enumerate(rows) if -20.0 <= (sacrum_row - r) * ds <= 16.0]
     if near:
         index = min(near, key=lambda i: abs(sacrum_row - 2.0 / ds - rows[i]))
         del rows[index + 1 :]
@@ -713,11 +736,13 @@ def _lumbosacral_disc(rows: list[float], sacrum_row: int, ds: float) -> Optional
     if len(above) < 2:
         return None
     last = above[-1]
-    level = (sacrum_row - rows[last]) / (rows[last] - rows[last - 1])
+    # The alae rise above the middle of the L5-S1 disc: about 10 mm on real scans.
+    disc = sacrum_row + 10.0 / ds
+    level = (disc - rows[last]) / (rows[last] - rows[last - 1])
     if not 0.6 <= level <= 1.5:
         return None
     del rows[last + 1 :]
-    rows.append(float(sacrum_row) - 1.0)
+    rows.append(float(disc))
     return last + 1
 
 
@@ -746,7 +771,7 @@ def _why_not(last_rib: Optional[int], ls_disc: Optional[int], sacrum_row: Option
     else:
         parts.append("the discs could not be followed from the last rib down to L3")
     if sacrum_row is None:
-        parts.append("the sacrum is not in view")
+        parts.append("the sacrum and pelvis are not in view")
     elif ls_disc is None:
         parts.append("the discs could not be followed down to the sacrum")
     return "; ".join(parts)
