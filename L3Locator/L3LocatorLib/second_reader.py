@@ -525,7 +525,7 @@ def _rib_heads(box: _Box, track: _Track, config: SecondReaderConfig
         near &= (b >= config.rib_behind_wall_mm[0]) & (b <= config.rib_behind_wall_mm[1])
         if not near.any():
             continue
-        medial = near & (side * lat <= float(np.min(side * lat[near])) + 6.0)
+        medial = near & (side * lat <= float(np.min(side * lat[near])) + 10.0)
         # The top of the medial end: the neck of a rib rises to its own vertebra, while a
         # transverse process below that touches the descending rib joins it lower down.
         heads.append((float(np.percentile(s_i[medial], 10)), side))
@@ -603,11 +603,12 @@ def _cannot(reason: str, start: float, **found: Any) -> SecondReading:
 
 def _rib_body(head_row: float, discs: list[float]) -> Optional[int]:
     """Body index (between ``discs[i]`` and ``discs[i + 1]``) a rib's medial end belongs
-    to: it lies beside the upper part of its body (head and neck); -1 above the first
+    to: beside its body (the lower ribs slope down steeply from the head, so the top of
+    their medial end seen on a 2 mm grid can lie low in the body); -1 above the first
     disc; None below the last."""
     for i in range(len(discs) - 1):
         height = discs[i + 1] - discs[i]
-        if discs[i] - 0.3 * height <= head_row < discs[i + 1] - 0.3 * height:
+        if discs[i] - 0.1 * height <= head_row < discs[i + 1] - 0.1 * height:
             return i
     if head_row < discs[0]:
         return -1
@@ -670,6 +671,11 @@ def read_spine(volume: Volume, projections: Projections,
             body = _rib_body(head_row, rows)
             if body is not None and body < len(bodies):
                 with_rib.add(body)
+        ribbed = sorted(with_rib)
+        if len(ribbed) >= 2 and ribbed[-1] - ribbed[-2] == 2:
+            # Ribs come on consecutive vertebrae: a lowest rib one body below a rib-free
+            # one is the steep 12th rib whose medial end was seen low beside the next body.
+            with_rib = (with_rib - {ribbed[-1]}) | {ribbed[-1] - 1}
         for i in with_rib:
             if i >= 0:
                 bodies[i].rib_bearing = True
