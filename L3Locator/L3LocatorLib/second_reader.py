@@ -33,7 +33,6 @@ S positions are RAS S in mm (superior positive), like ``L3Result.s_mm``.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
@@ -148,7 +147,7 @@ class SecondReading:
             sacrum (None unless both anchors are seen and joined by discs).
         last_rib_s_mm, sacrum_top_s_mm, iliac_crest_s_mm: where the anchors are (S, mm).
         variants: plain-words variant findings (T13, L6, 4 or 6 lumbar, transitional).
-        seconds: time taken.
+        verdict: where the count agrees or disagrees with the network's L3, in words.
     """
 
     status: str
@@ -163,7 +162,8 @@ class SecondReading:
     sacrum_top_s_mm: Optional[float] = None
     iliac_crest_s_mm: Optional[float] = None
     variants: list[str] = field(default_factory=list)
-    seconds: float = 0.0
+    #: The reading against the network's L3, in words (set by :func:`second_read`).
+    verdict: str = ""
 
     @property
     def counted(self) -> bool:
@@ -596,9 +596,9 @@ def _iliac_crest(box: _Box, sacrum_row: int, config: SecondReaderConfig) -> Opti
 # -------------------------------------------------------------------------- 5. count
 
 
-def _cannot(reason: str, start: float, **found: Any) -> SecondReading:
+def _cannot(reason: str, **found: Any) -> SecondReading:
     return SecondReading(CANNOT_COUNT, f"The vertebrae could not be counted: {reason}.",
-                         seconds=time.perf_counter() - start, **found)
+                         **found)
 
 
 def _rib_body(head_row: float, discs: list[float]) -> Optional[int]:
@@ -631,17 +631,16 @@ def read_spine(volume: Volume, projections: Projections,
     ``grid`` is the CT on patient axes when the caller has it (else it is made here).
     Never raises on odd anatomy: a scan it cannot read gives status "cannot_count".
     """
-    start = time.perf_counter()
     grid = grid if grid is not None else to_patient_grid(volume, projections.config)
     box = _box(grid, projections, config)
     ds = float(box.step_mm[0])
     track = _track(box, config)
     if track is None or (track.rows[1] - track.rows[0]) * ds < 60.0:
-        return _cannot("the column of vertebral bodies could not be followed", start)
+        return _cannot("the column of vertebral bodies could not be followed")
     discs = _discs(box, track, config)
     rows = list(discs.rows)
     if len(rows) < 3:
-        return _cannot("fewer than three discs were seen along the spine", start)
+        return _cannot("fewer than three discs were seen along the spine")
     found: dict[str, Any] = {}
     anchors = []
 
@@ -720,10 +719,9 @@ def read_spine(volume: Volume, projections: Projections,
     found["variants"] = variants
     if l3_ribs is None and l3_sacrum is None:
         sacrum_seen = sacrum_row if "iliac crests" in anchors else None
-        return _cannot(_why_not(last_rib, ls_disc, sacrum_seen, box, config), start, **found)
-    reading = SecondReading(COUNTED, "", seconds=0.0, **found)
+        return _cannot(_why_not(last_rib, ls_disc, sacrum_seen, box, config), **found)
+    reading = SecondReading(COUNTED, "", **found)
     reading.message = _summary(reading)
-    reading.seconds = time.perf_counter() - start
     return reading
 
 
@@ -838,3 +836,26 @@ def against_network(reading: SecondReading, s_mm: Optional[float],
     else:
         words = "The second reader's count disagrees with the network."
     return words, reasons
+
+
+def second_read(result: Any, volume: Volume, projections: Projections) -> SecondReading:
+    """Read the spine of ``volume`` and put the reading on ``result`` (an ``L3Result``):
+    ``result.second_reading``, its words against the network's L3 in ``verdict``, and a
+    review reason when both anchors agree with each other but not with a found L3 (the
+    status is never changed). Never raises: a failure is a "cannot_count" reading."""
+    try:
+        reading = read_spine(volume, projections)
+    except Exception:  # noqa: BLE001 - the second opinion must never cost the first
+        log.warning("The second reader failed on this scan.", exc_info=True)
+        reading = SecondReading(CANNOT_COUNT, "The vertebrae could not be counted: the "
+                                "second reader failed on this scan (see the log).")
+    s_mm = result.s_mm if result.found else result.candidate_s_mm
+    voxel = result.shown_voxel
+    slice_index = voxel[result.slice_axis] if voxel and result.slice_axis is not None else None
+    words, reasons = against_network(reading, s_mm, slice_index)
+    reading.verdict = words
+    both_agree = reading.lumbar_between == 5 and len(reading.l3_ranges()) == 2
+    if result.found and both_agree:
+        result.review += [r for r in reasons if r not in result.review]
+    result.second_reading = reading
+    return reading
