@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 
 from L3LocatorLib.locate import locate
 from L3LocatorLib.phantoms import make_phantom
@@ -14,7 +14,7 @@ from L3LocatorLib.projection import project
 from L3LocatorLib.second_reader import CANNOT_COUNT, COUNTED, against_network, read_spine
 from L3LocatorLib.volume import Volume, read_volume
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 NORMAL = dict(n_lumbar=5, n_rib_pairs=12, lstv="none")
 
 
@@ -93,7 +93,8 @@ def test_item3_reading_does_not_depend_on_storage_order():
 
 
 def test_item3_cannot_count_without_an_anchor():
-    """The lumbar spine alone (no ribs, no sacrum): "cannot count", no L3 range."""
+    """The lumbar spine alone (L1-L4: no sacrum, and only the lower ends of the 12th ribs
+    hanging into the top of the scan, their vertebra out of view): "cannot count"."""
     volume, _ = make_phantom(8003, preset="lumbar_only", spacing=(2, 2, 2), **NORMAL)
     reading = read(volume)
     assert reading.status == CANNOT_COUNT

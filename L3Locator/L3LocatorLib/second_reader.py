@@ -513,6 +513,8 @@ def _rib_heads(box: _Box, track: _Track, config: SecondReaderConfig
     for index, sl in enumerate(ndimage.find_objects(labels), 1):
         if sl is None or (sl[0].stop - sl[0].start) * ds > 150.0:
             continue  # the ilium or a scapula, not a rib
+        if sl[0].start == 0:
+            continue  # cut by the top of the scan: its vertebra may be out of view
         s_i, r_i, a_i = np.nonzero(labels[sl] == index)
         s_i, r_i, a_i = s_i + sl[0].start, r_i + sl[1].start, a_i + sl[2].start
         lat = lateral[s_i, r_i]
