@@ -21,6 +21,7 @@ from .presence import ABSENT, UNSURE, decide
 from .projection import Projections, project
 from .result import STATUS_NOT_FOUND, STATUS_OK, Evidence, L3Result, ViewResult
 from .review import ReviewPolicy, edge_reasons, review_reasons
+from .second_reader import second_read
 from .volume import Volume
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,11 @@ def locate(
         start = time.perf_counter()
         _place_point(result, volume, projections, result.evidence.row)
         timed("body_point", start)
+    # Second reader (issue 23): a classical count from the last rib and the sacrum, checked
+    # against the network's L3; it adds words and review reasons, never changes the status.
+    start = time.perf_counter()
+    second_read(result, volume, projections)
+    timed("second_reader", start)
     result.timings_s = timings
     return result
 

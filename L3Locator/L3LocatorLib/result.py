@@ -9,6 +9,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .projection import Projections
+from .second_reader import SecondReading
 
 #: ``L3Result.status`` values.
 STATUS_OK = "ok"
@@ -86,6 +87,9 @@ class L3Result:
     model_name: str = ""
     model_version: str = ""
     timings_s: dict[str, float] = field(default_factory=dict)
+    #: The second reader's count from the last rib and the sacrum (``second_reader``), or
+    #: None when it did not run.
+    second_reading: Optional[SecondReading] = None
     #: Projections and heat-map profile behind the answer, for QA pictures (not serialised).
     evidence: Optional[Evidence] = field(default=None, repr=False, compare=False)
 
@@ -142,6 +146,7 @@ class L3Result:
             "model_name": self.model_name,
             "model_version": self.model_version,
             "timings_s": dict(self.timings_s),
+            "second_reading": self.second_reading.to_dict() if self.second_reading else None,
         }
         return jsonable(out, digits=4)
 
