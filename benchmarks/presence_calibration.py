@@ -7,9 +7,10 @@
 The model calls L3 present when its L3 confidence (peak probability) reaches the
 model's ``threshold``, which was chosen on phantoms. Real CT sits lower on that scale:
 on real scans the peak often lies inside L3 at 0.2-0.6. The product therefore answers
-in three ways (``L3LocatorLib.presence``): confident (at or above ``threshold``); a
-flagged low-confidence answer (at or above ``flag_threshold`` with both single views
-agreeing with the combined peak); absent otherwise. This script measures every case
+in three ways (``L3LocatorLib.presence``, ``locate``): sure (at or above ``threshold``);
+a flagged low-confidence answer (at or above ``flag_threshold``, both single views
+agreeing with the combined peak, and, where the peak lies within one vertebra of a scan
+edge, the second reader's count confirming it); absent otherwise. This script measures every case
 the decision can be judged on and chooses ``flag_threshold``:
 
 * real CT (``benchmarks/real_ct.py``'s patients): every cut, degraded copy and
@@ -39,11 +40,9 @@ from typing import Optional
 import numpy as np
 from real_ct import PATIENTS, cases_for, crop_s, degraded, load_patient, sweep_cases
 
-from L3LocatorLib.decode import decode_prediction, subpixel_peak
-from L3LocatorLib.network import load_model, predict_views
+from L3LocatorLib.locate import locate
+from L3LocatorLib.network import load_model
 from L3LocatorLib.phantoms import make_phantom
-from L3LocatorLib.presence import views_agree
-from L3LocatorLib.projection import project
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PHANTOM_SEED0 = 880000
@@ -53,19 +52,13 @@ GRID = np.round(np.arange(0.05, 0.70, 0.01), 2)
 
 
 def features(model, volume) -> dict:
-    """The numbers the decision uses for one scan: the combined L3 confidence, the S (mm)
-    of its peak, and whether both single views peak within half a vertebra of it."""
-    projections = project(volume, model.preprocess)
-    probs = predict_views(model, projections)
-    prediction = decode_prediction(probs, model.levels, threshold=model.threshold,
-                                   pixel_mm=model.preprocess.pixel_mm,
-                                   answer_level=model.metadata.answer_level)
-    answer = prediction.answer()
-    row = subpixel_peak(prediction.answer_profile(), answer.peak_index)
-    geometry = projections.geometry
-    return {"confidence": float(answer.confidence), "peak_s_mm": float(geometry.row_to_s(row)),
-            "agree": bool(views_agree(prediction)),
-            "edge_mm": float(min(row, geometry.n_rows - 1 - row) * geometry.pixel_mm)}
+    """What the product says about one scan, with ``model``'s flag threshold set to the
+    lowest of :data:`GRID`: the L3 confidence, the presence ("sure", "unsure": an answer
+    at any flag threshold up to the confidence, "absent"), the S (mm) of the answer, and
+    whether it is flagged for review."""
+    result = locate(volume, model=model)
+    return {"confidence": float(result.confidence), "presence": result.presence,
+            "s_mm": result.s_mm, "flagged": bool(result.needs_review)}
 
 
 def real_cases(model, data: Path) -> list[dict]:
@@ -152,10 +145,11 @@ def phantom_cases(model, n: int) -> list[dict]:
 
 
 def outcome(case: dict, threshold: float, flag_threshold: float) -> str:
-    """What the product answers for ``case``: "sure", "flagged" or "absent"."""
-    if case["confidence"] >= threshold:
+    """What the product answers for ``case`` with ``flag_threshold``: "sure", "flagged"
+    (an unsure answer) or "absent"."""
+    if case["presence"] == "sure" or case["confidence"] >= threshold:
         return "sure"
-    if case["confidence"] >= flag_threshold and case["agree"]:
+    if case["presence"] == "unsure" and case["confidence"] >= flag_threshold:
         return "flagged"
     return "absent"
 
@@ -166,7 +160,7 @@ def verdict(case: dict, answer: str) -> str:
     if answer == "absent":
         return "missed" if case["expected"] is True else "absent_ok"
     low, high = case["l3_extent"]
-    inside = low <= case["peak_s_mm"] <= high and case["expected"] is not False
+    inside = low <= case["s_mm"] <= high and case["expected"] is not False
     return "right" if inside else "wrong"
 
 
@@ -174,11 +168,13 @@ def tally(cases: list[dict], threshold: float, flag_threshold: float) -> dict:
     """Counts of each outcome: right (sure / flagged), wrong (sure / flagged), missed,
     absent and right to be."""
     counts = {"cases": len(cases), "right_sure": 0, "right_flagged": 0, "wrong_sure": 0,
-              "wrong_flagged": 0, "missed": 0, "absent_ok": 0}
+              "wrong_flagged": 0, "missed": 0, "absent_ok": 0, "right_unflagged": 0}
     for case in cases:
         answer = outcome(case, threshold, flag_threshold)
         v = verdict(case, answer)
         counts[f"{v}_{answer}" if v in ("right", "wrong") else v] += 1
+        counts["right_unflagged"] += int(v == "right" and answer == "sure"
+                                         and not case["flagged"])
     return counts
 
 
@@ -216,6 +212,9 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     model = load_model(args.model, device="cpu")
+    threshold = model.threshold
+    shipped_flag = model.metadata.flag_threshold
+    model.metadata.flag_threshold = float(GRID[0])  # every unsure answer, judged below
     if args.features and args.features.exists():
         cases = json.loads(args.features.read_text())
     else:
@@ -223,10 +222,10 @@ def main() -> int:
                  + phantom_cases(model, args.phantoms))
         if args.features:
             args.features.write_text(json.dumps(cases, indent=0))
-    threshold = model.threshold
     result = choose(cases, threshold)
     chosen = result["flag_threshold"]
-    print(f"model {model.metadata.name} {model.metadata.version}: threshold {threshold:.3f}")
+    print(f"model {model.metadata.name} {model.metadata.version}: threshold {threshold:.3f}, "
+          f"flag threshold in the model {shipped_flag}")
     print(f"{'held out':12s} {'flag thr':>8s} {'cases':>5s} {'sure':>5s} {'flagged':>7s} "
           f"{'missed':>6s} {'wrong':>5s}")
     for held, fold in result["folds"].items():
@@ -246,7 +245,8 @@ def main() -> int:
               f"{before['right_sure']:3d} missed {before['missed']:3d} wrong "
               f"{before['wrong_sure']}  |  after: right {after['right_sure']:3d} + flagged "
               f"{after['right_flagged']:3d}, missed {after['missed']:3d}, wrong "
-              f"{after['wrong_sure']} + flagged {after['wrong_flagged']}")
+              f"{after['wrong_sure']} + flagged {after['wrong_flagged']}; right and not "
+              f"flagged {after['right_unflagged']}")
     out = {"model": model.metadata.name, "version": model.metadata.version,
            "threshold": threshold, **result, "summary": summary}
     if args.json:

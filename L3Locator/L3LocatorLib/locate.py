@@ -14,14 +14,14 @@ from typing import Union
 from .body_point import vertebral_body_point
 from .checks import check_volume
 from .counting import count_levels
-from .decode import RowPrediction, decode_prediction, subpixel_peak
+from .decode import LevelDecoding, RowPrediction, decode_prediction, subpixel_peak
 from .errors import InputError
 from .network import LoadedModel, load_model, predict_views
-from .presence import ABSENT, UNSURE, decide
-from .projection import Projections, project
+from .presence import ABSENT, UNSURE, PresenceDecision, decide
+from .projection import ProjectionGeometry, Projections, project
 from .result import STATUS_NOT_FOUND, STATUS_OK, Evidence, L3Result, ViewResult
-from .review import ReviewPolicy, edge_reasons, review_reasons
-from .second_reader import second_read
+from .review import ReviewPolicy, edge_reasons, level_spacing_mm, review_reasons
+from .second_reader import SecondReading, confirming_anchors, safe_read, second_read
 from .volume import Volume
 
 log = logging.getLogger(__name__)
@@ -84,24 +84,30 @@ def locate(
             f"The model {loaded.metadata.name} reads {', '.join(loaded.views)} only; "
             f"it cannot answer from the {views} view."
         )
-    result = _assemble(prediction, projections, wanted, loaded)
     timed("decode", start)
+
+    # The second reader counts the vertebrae from the last rib and the sacrum without the
+    # network: an answer it confirms needs no check for the anchor it counted from, and a
+    # low-confidence answer near a scan edge stands only with its confirmation.
+    start = time.perf_counter()
+    reading = safe_read(volume, projections)
+    timed("second_reader", start)
+
+    start = time.perf_counter()
+    result = _assemble(prediction, projections, wanted, loaded, reading)
+    timed("assemble", start)
 
     if result.status == STATUS_OK:
         start = time.perf_counter()
         _place_point(result, volume, projections, result.evidence.row)
         timed("body_point", start)
-    # Second reader (issue 23): a classical count from the last rib and the sacrum, checked
-    # against the network's L3; it adds words and review reasons, never changes the status.
-    start = time.perf_counter()
-    second_read(result, volume, projections)
-    timed("second_reader", start)
+    second_read(result, reading)
     result.timings_s = timings
     return result
 
 
 def _assemble(prediction: RowPrediction, projections: Projections, wanted: str,
-              loaded: LoadedModel) -> L3Result:
+              loaded: LoadedModel, reading: SecondReading) -> L3Result:
     """The result of the decoded prediction, before the 3-D point is placed."""
     geometry = projections.geometry
     views = {}
@@ -112,6 +118,13 @@ def _assemble(prediction: RowPrediction, projections: Projections, wanted: str,
     main = prediction.decoded[wanted]
     l3 = prediction.answer(wanted)
     decision = decide(prediction, loaded.metadata.flag_threshold, wanted)
+    confirmed = confirming_anchors(
+        reading, None if decision.row is None else float(geometry.row_to_s(decision.row)))
+    if decision.kind == UNSURE and not confirmed and _near_edge(
+            decision.row, main, geometry, prediction.answer_level):
+        # Where the scan stops one vertebra from the peak, a weak peak is as often the last
+        # vertebra in view (L2 called L3) as L3: not an answer without an independent count.
+        decision = PresenceDecision(ABSENT, None, decision.confidence)
     result = L3Result(
         status=STATUS_NOT_FOUND,
         confidence=float(l3.confidence),
@@ -146,12 +159,29 @@ def _assemble(prediction: RowPrediction, projections: Projections, wanted: str,
     result.review = review_reasons(main, prediction.threshold, geometry.n_rows,
                                    geometry.pixel_mm, answer=prediction.answer_level,
                                    view_rows=prediction.single_view_peaks(wanted),
-                                   unsure_row=decision.row)
-    result.review += [v for v in count.variants if v not in result.review]
+                                   unsure_row=decision.row, confirmed=confirmed)
+    if confirmed == {"ribs", "sacrum"} and reading.lumbar_between == 5:
+        # five lumbar vertebrae counted between the last rib and the sacrum: no transitional
+        # vertebra to suspect from the level rows' spacing
+        count_flags = [v for v in count.variants if "transitional" not in v]
+    else:
+        count_flags = list(count.variants)
+    result.review += [v for v in count_flags if v not in result.review]
     if main.atypical:
         log.info("%s", main.atypical)
     result.message = "L3 found; check the level." if result.review else "L3 found."
     return result
+
+
+def _near_edge(row: float, decoding: LevelDecoding, geometry: ProjectionGeometry,
+               answer: str) -> bool:
+    """Whether ``row`` lies less than one vertebra (the distance to its found neighbours,
+    else ``ReviewPolicy.default_spacing_mm``) from the top or bottom row of the scan."""
+    policy = ReviewPolicy()
+    spacing = level_spacing_mm(decoding.rows, decoding.levels, answer,
+                               geometry.pixel_mm, policy.default_spacing_mm)
+    edge_mm = min(row, geometry.n_rows - 1 - row) * geometry.pixel_mm
+    return edge_mm < policy.edge_levels * spacing
 
 
 def _add_candidate(result: L3Result, prediction: RowPrediction, projections: Projections,

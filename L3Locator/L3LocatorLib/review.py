@@ -8,7 +8,8 @@ A found L3 is flagged for review when:
   ``ReviewPolicy.margin``): the model barely told "L3 here" from "no L3";
 * the scan ends less than one vertebra below the answer, so the level could be
   counted from the ribs only, or begins less than one vertebra above it, so it
-  could be counted from the pelvis only. This is where models and readers
+  could be counted from the pelvis only (unless the second reader counted the same L3
+  from that anchor). This is where models and readers
   alike are off by one: a chest CT that stops just above L3 shows L2 as the
   lowest vertebra and invites calling it L3;
 * the predicted levels do not look like a normal spine (``decode.check_anatomy``);
@@ -26,7 +27,7 @@ the threshold); the flag says how far to trust the level.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Collection, Optional, Sequence
 
 from .decode import LEVEL_SPACING_MM, LevelDecoding
 
@@ -78,21 +79,23 @@ def views_apart_mm(row: float, view_rows: dict[str, float], pixel_mm: float,
 
 
 def edge_reasons(row: float, n_rows: int, pixel_mm: float, edge_mm: float,
-                 answer: str = "L3") -> list[str]:
+                 answer: str = "L3", confirmed: Collection[str] = ()) -> list[str]:
     """Why a level at ``row`` (of ``n_rows`` rows of ``pixel_mm``, superior -> inferior)
     needs checking when it lies closer than ``edge_mm`` to the end or the start of the
-    scan: it could only be counted from one end of the spine."""
+    scan: it could only be counted from one end of the spine. ``confirmed``: the anchors
+    ("ribs", "sacrum") from which the second reader counted the same level; a level
+    confirmed from the one end it could be counted from needs no check for that edge."""
     reasons = []
     below_mm = (n_rows - 1 - row) * pixel_mm
     above_mm = row * pixel_mm
-    if below_mm < edge_mm:
+    if below_mm < edge_mm and "ribs" not in confirmed:
         reasons.append(
             f"The scan ends {below_mm:.0f} mm below this level, so it was counted from the "
             f"ribs alone: confirm it by counting down from the last rib-bearing vertebra "
             f"(if the scan stops above {answer}, the lowest vertebra is easily mistaken "
             f"for it)."
         )
-    if above_mm < edge_mm:
+    if above_mm < edge_mm and "sacrum" not in confirmed:
         reasons.append(
             f"The scan begins {above_mm:.0f} mm above this level, so it was counted from "
             f"the pelvis alone: confirm it by counting up from the sacrum."
@@ -109,6 +112,7 @@ def review_reasons(
     policy: ReviewPolicy = ReviewPolicy(),
     view_rows: Optional[dict[str, float]] = None,
     unsure_row: Optional[float] = None,
+    confirmed: Collection[str] = (),
 ) -> list[str]:
     """Plain-words reasons to check the ``answer`` level of ``decoding`` (one profile's
     levels, found with ``threshold``); empty when there are none or it was not found.
@@ -117,7 +121,10 @@ def review_reasons(
     ``view_rows`` maps single views ("frontal", "sagittal") to the row of their own
     peak for the ``answer`` level, whatever its confidence, when ``decoding`` is the
     combined answer of several views. ``unsure_row``: the row of an answer given below
-    the threshold (``presence.UNSURE``), reviewed like a found one.
+    the threshold (``presence.UNSURE``), reviewed like a found one. ``confirmed``: the
+    anchors ("ribs", "sacrum") from which the second reader (``second_reader``) counted
+    L3 at this row: such an answer is not flagged for being near the cut-off or near the
+    edge of the scan that anchor lies beyond.
     """
     found = decoding.decoded.get(answer)
     if found is None:
@@ -132,14 +139,15 @@ def review_reasons(
             f"The model is unsure ({confidence:.2f}, under its cut-off of {threshold:.2f} "
             f"for a sure answer), but both views point to this vertebra: check the level."
         )
-    elif confidence < threshold + policy.margin:
+    elif confidence < threshold + policy.margin and not confirmed:
         reasons.append(
             f"The model is not sure ({confidence:.2f}, just above its cut-off of "
             f"{threshold:.2f})."
         )
     spacing = level_spacing_mm(rows, decoding.levels, answer, pixel_mm,
                                policy.default_spacing_mm)
-    reasons += edge_reasons(row, n_rows, pixel_mm, policy.edge_levels * spacing, answer)
+    reasons += edge_reasons(row, n_rows, pixel_mm, policy.edge_levels * spacing, answer,
+                            confirmed)
     if decoding.atypical:
         reasons.append(decoding.atypical)
     for view, apart_mm in views_apart_mm(row, view_rows or {}, pixel_mm, policy).items():

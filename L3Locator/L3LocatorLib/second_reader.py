@@ -50,6 +50,8 @@ COUNTED = "counted"
 CANNOT_COUNT = "cannot_count"
 
 LUMBAR_NAMES = ("L1", "L2", "L3", "L4", "L5", "L6")
+#: An S position within this distance (mm) of a count's L3 range agrees with that count.
+AGREE_MARGIN_MM = 3.0
 
 
 @dataclass(frozen=True)
@@ -824,7 +826,7 @@ def against_network(reading: SecondReading, s_mm: Optional[float],
                             ("up from the sacrum", reading.l3_from_sacrum_s_mm)):
         if s_range is None:
             continue
-        if s_range[0] - 3.0 <= s_mm <= s_range[1] + 3.0:
+        if s_range[0] - AGREE_MARGIN_MM <= s_mm <= s_range[1] + AGREE_MARGIN_MM:
             agree.append(anchor)
         else:
             reasons.append(f"The network says {where} (S {s_mm:.0f} mm); counting {anchor} "
@@ -840,17 +842,30 @@ def against_network(reading: SecondReading, s_mm: Optional[float],
     return words, reasons
 
 
-def second_read(result: Any, volume: Volume, projections: Projections) -> SecondReading:
-    """Read the spine of ``volume`` and put the reading on ``result`` (an ``L3Result``):
-    ``result.second_reading``, its words against the network's L3 in ``verdict``, and a
-    review reason when both anchors agree with each other but not with a found L3 (the
-    status is never changed). Never raises: a failure is a "cannot_count" reading."""
+def safe_read(volume: Volume, projections: Projections) -> SecondReading:
+    """:func:`read_spine` that never raises: a failure is a "cannot_count" reading (the
+    second opinion must never cost the first)."""
     try:
-        reading = read_spine(volume, projections)
-    except Exception:  # noqa: BLE001 - the second opinion must never cost the first
+        return read_spine(volume, projections)
+    except Exception:  # noqa: BLE001
         log.warning("The second reader failed on this scan.", exc_info=True)
-        reading = SecondReading(CANNOT_COUNT, "The vertebrae could not be counted: the "
-                                "second reader failed on this scan (see the log).")
+        return SecondReading(CANNOT_COUNT, "The vertebrae could not be counted: the "
+                             "second reader failed on this scan (see the log).")
+
+
+def confirming_anchors(reading: SecondReading, s_mm: Optional[float]) -> set[str]:
+    """The anchors ("ribs", "sacrum") whose count puts L3 at ``s_mm`` (S, mm; within
+    ``AGREE_MARGIN_MM`` of that count's L3 range)."""
+    if not reading.counted or s_mm is None:
+        return set()
+    return {anchor for anchor, (low, high) in reading.l3_ranges().items()
+            if low - AGREE_MARGIN_MM <= s_mm <= high + AGREE_MARGIN_MM}
+
+
+def second_read(result: Any, reading: SecondReading) -> None:
+    """Put ``reading`` on ``result`` (an ``L3Result``): ``result.second_reading``, its
+    words against the network's L3 in ``verdict``, and a review reason when both anchors
+    agree with each other but not with a found L3 (the status is never changed)."""
     s_mm = result.s_mm if result.found else result.candidate_s_mm
     voxel = result.shown_voxel
     slice_index = voxel[result.slice_axis] if voxel and result.slice_axis is not None else None
@@ -859,5 +874,6 @@ def second_read(result: Any, volume: Volume, projections: Projections) -> Second
     both_agree = reading.lumbar_between == 5 and len(reading.l3_ranges()) == 2
     if result.found and both_agree:
         result.review += [r for r in reasons if r not in result.review]
+    if result.found and reading.counted:
+        result.message = f"{result.message} {words}"
     result.second_reading = reading
-    return reading
