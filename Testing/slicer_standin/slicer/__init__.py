@@ -86,7 +86,8 @@ def reset(testing: bool = False, version: str = _standin.DEFAULT_VERSION):
     modules.volumes = _standin.Module("Volumes", volumesLogic)
     util.displayed.clear()
     util.pipInstalls.clear()
-    util.pipFailure["returncode"] = 0
+    util.pipFailure.update(returncode=0, pythonSlicerMissing=False)
+    app.connections.clear()
     import qt
 
     qt.slotExceptions.clear()
