@@ -1280,8 +1280,9 @@ def test_item1_the_ctest_command_passes_two_inputs_without_tqdm(tmp_path):
     assert proc.returncode in (1, 2)
 
 
-def write_gapped_dicom(folder):
-    """A DICOM series of a small CT-like volume with one slice missing in the middle."""
+def write_dicom(folder, gap):
+    """A DICOM series of a small CT-like volume (24 slices of 5 mm); ``gap``: the middle
+    slice's file is deleted, as when an export lost one."""
     sys.path.insert(0, str(REPO / "Testing"))
     try:
         from geometry_helpers import write_dicom_series
@@ -1293,7 +1294,8 @@ def write_gapped_dicom(folder):
     data[:, 12:36, 12:36] = 40
     data[:, 20:28, 22:26] = 700
     files = write_dicom_series(Volume.from_geometry(data, (4.0, 4.0, 5.0)), folder)
-    files[12].unlink()
+    if gap:
+        files[12].unlink()
     return folder
 
 
@@ -1305,7 +1307,7 @@ def test_item2_gapped_dicom_series_gets_the_same_row_in_slicer_and_l3locator(sli
     from L3LocatorLib import cli
 
     model = shipped_model_or_skip()
-    series = write_gapped_dicom(tmp_path / "gapped")
+    series = write_dicom(tmp_path / "gapped", gap=True)
     slicer_csv, cli_csv = tmp_path / "slicer.csv", tmp_path / "cli.csv"
     assert load_script().main(["--input", str(series), "--output", str(slicer_csv),
                                "--model", model]) == 1
@@ -1323,10 +1325,7 @@ def test_item2_dicom_in_the_scene_has_the_commands_geometry(slicer, mod, tmp_pat
     import L3LocatorLib.locate
     from L3LocatorLib.inputs import find_scans, read_input
 
-    series = write_gapped_dicom(tmp_path / "series")
-    (series / "slice0023.dcm").unlink()  # still one gap: remove the gap's far side instead
-    for path in sorted(series.glob("slice00*.dcm"))[12:]:
-        path.unlink()  # slices 0-11: complete
+    series = write_dicom(tmp_path / "series", gap=False)
     (scan,) = find_scans([series])
     expected = read_input(scan)
     calls = []

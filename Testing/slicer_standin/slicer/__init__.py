@@ -17,7 +17,10 @@ What is real and what is faked (see README.md beside this folder):
   ``qSlicerCoreIOManager``; here they call the same MRML logic the IO manager's
   volume reader calls: ``vtkSlicerVolumesLogic.AddArchetypeVolume`` and storage nodes),
   ``pip_install`` (records, never installs), ``qt``/``ctk`` widgets, the
-  ``parameterNodeWrapper`` (same API, fewer types) and ``ScriptedLoadableModule`` bases.
+  ``parameterNodeWrapper`` (same API, fewer types) and ``ScriptedLoadableModule`` bases;
+  ``slicer.i18n`` (Slicer's ``tr``/``translate``, no translations loaded) and the
+  ``SampleData`` module beside this package (registration with Slicer's signature; its
+  button's call to a custom downloader) are small re-implementations.
 
 Import it by putting ``Testing/slicer_standin`` first on ``sys.path``; ``reset()``
 gives a fresh scene between tests.
