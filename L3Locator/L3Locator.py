@@ -499,7 +499,7 @@ class L3LocatorLogic(ScriptedLoadableModuleLogic):
         from L3LocatorLib.volume import Volume
 
         name = _checkScalarVolume(volumeNode)
-        with _temporaryNodes():
+        with temporaryNodes():
             copy = slicer.modules.volumes.logic().CloneVolume(
                 slicer.mrmlScene, volumeNode, slicer.mrmlScene.GenerateUniqueName(name))
             copy.SetAndObserveTransformNodeID(volumeNode.GetTransformNodeID())
@@ -950,8 +950,9 @@ def _ijkToRas(volumeNode) -> np.ndarray:
 
 
 @contextmanager
-def _temporaryNodes() -> Iterator[None]:
-    """Remove, on the way out, every node added to the scene inside the block."""
+def temporaryNodes() -> Iterator[None]:
+    """Remove, on the way out (also on an error), every node added to the scene inside the
+    block: the hardened copy here, each scan of the batch script."""
     scene = slicer.mrmlScene
     before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
     try:

@@ -180,8 +180,8 @@ class SceneLocator:
     """The per-scan step of the batch inside Slicer: read the scan with the command's reader
     (``inputs.read_input``: its checks and its geometry), add it to the scene, locate with
     the module's logic, optionally save the volume and its point, and leave the scene as it
-    was found. The model is loaded once; when it cannot
-    be, every row says why (as ``l3locator`` does)."""
+    was found. The model is loaded once; when it cannot be, every row says why (as
+    ``l3locator`` does)."""
 
     def __init__(self, logic, args) -> None:
         from L3LocatorLib.errors import L3LocatorError
@@ -197,11 +197,9 @@ class SceneLocator:
             self.modelError = error
 
     def __call__(self, scan, data=None):
-        import slicer
+        from L3Locator import temporaryNodes
 
-        scene = slicer.mrmlScene
-        before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
-        try:
+        with temporaryNodes():
             log.info("Loading %s", scan.path)
             start = time.perf_counter()
             volumeNode = loadScan(scan, self.args.max_gb)
@@ -210,17 +208,13 @@ class SceneLocator:
                 raise self.modelError
             result = self.logic.locate(volumeNode, createPoint=self.args.save_scene is not None,
                                        model=self.model, device=self.args.device,
-                                       views=self.args.views, jump=False)
+                                       views=self.args.views, jump=False,
+                                       createTable=False)  # the row goes to the results file
             result.timings_s = {"read": readSeconds, **result.timings_s}
             if self.args.save_scene is not None:
                 saveResult(volumeNode, self.logic.lastPointListNode, self.args.save_scene,
                            scan.stem, result)
             return result
-        finally:
-            for index in reversed(range(scene.GetNumberOfNodes())):
-                node = scene.GetNthNode(index)
-                if node is not None and node.GetID() not in before:
-                    scene.RemoveNode(node)
 
 
 def loadScan(scan, maxGb: float):
