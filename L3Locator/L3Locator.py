@@ -2,22 +2,28 @@
 
 Thin by design: the widget and logic convert the volume node to the pure
 ``L3LocatorLib.volume.Volume`` type, call ``L3LocatorLib.locate.locate`` and turn the
-``L3Result`` into a markups point, slice-view jumps and the panel's read-outs. All
-the algorithm lives in ``L3LocatorLib`` (no Slicer import there). Every Slicer call
-made here is listed, with where Slicer defines it, in ``SLICER_CALLS.md``.
+``L3Result`` into a markups point, a results table, slice-view jumps and the panel's
+read-outs. All the algorithm lives in ``L3LocatorLib`` (no Slicer import there). Every Slicer
+call made here is listed, with the Slicer versions that have it, in ``SLICER_CALLS.md``.
+
+Loading this file at Slicer start-up imports only Slicer, numpy and ``L3LocatorLib.errors``:
+the library (SciPy, SimpleITK, PaddlePaddle) is imported when L3 is first located.
 
 Runs on Slicer 5.6 and later (Python 3.9 + numpy 1.26 up to Python 3.12 + numpy 2).
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+import pathlib
 import re
 import shutil
 import subprocess
 import sys
-from typing import Annotated, Any, Optional
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional
 
 import numpy as np
 import qt
@@ -33,19 +39,36 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+try:  # Slicer's translation functions (Base/Python/slicer/i18n.py)
+    from slicer.i18n import tr as _
+    from slicer.i18n import translate
+except ImportError:  # a Slicer without them shows the English text
+
+    def _(text: str) -> str:
+        return text
+
+    def translate(context: str, text: str) -> str:
+        return text
+
+
 # The library sits beside this file (installed the same way by the extension build).
-_MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
-if _MODULE_DIR not in sys.path:
-    sys.path.insert(0, _MODULE_DIR)
+_MODULE_DIR = pathlib.Path(__file__).resolve().parent
+if str(_MODULE_DIR) not in sys.path:
+    sys.path.insert(0, str(_MODULE_DIR))
 
 from L3LocatorLib.errors import DependencyError, InputError  # noqa: E402
-from L3LocatorLib.result import L3Result  # noqa: E402
-from L3LocatorLib.volume import Volume  # noqa: E402
+
+if TYPE_CHECKING:
+    from L3LocatorLib.result import L3Result
+    from L3LocatorLib.volume import Volume
 
 #: The module's logger (the batch script sets its level: Slicer's root logger shows DEBUG).
 log = logging.getLogger("L3Locator")
 
-#: Attribute on the point lists this module makes: the ID of the volume they belong to.
+#: Where users read how to use the module (the extension's README).
+DOCUMENTATION_URL = "https://github.com/L3Locator/SlicerL3Locator#readme"
+#: Attribute on the nodes this module makes (point list, results table): the ID of the
+#: volume they belong to.
 VOLUME_ID_ATTRIBUTE = "L3Locator.VolumeNodeID"
 POINT_LABEL = "L3"
 #: Label of a point whose level should be checked (``L3Result.needs_review``): the "?"
@@ -57,10 +80,18 @@ PADDLE_CUDA_INDEX = "https://www.paddlepaddle.org.cn/packages/stable/{tag}/"
 #: (minimum driver CUDA version, wheel tag), newest first.
 PADDLE_CUDA_BUILDS = (((12, 6), "cu126"), ((11, 8), "cu118"))
 PADDLE_DISTRIBUTIONS = ("paddlepaddle", "paddlepaddle-gpu")
+#: Packages every Slicer release ships (import name, name users know): checked by import
+#: and reported when broken, never installed or upgraded by this module (pip replacing
+#: Slicer's own numpy or SciPy can break Slicer itself).
+BUNDLED_PACKAGES = (("numpy", "NumPy"), ("scipy", "SciPy"), ("SimpleITK", "SimpleITK"),
+                    ("PIL", "Pillow"))
 DEVICE_CHOICES = ("auto", "cpu", "gpu")
 #: Who asks for the packages, in Slicer's install dialogs.
 REQUESTER = "L3 Locator"
 VIEW_CHOICES = ("both", "frontal", "sagittal")
+#: The Sample Data entry: a synthetic abdomen CT made on the spot (no download).
+SAMPLE_NAME = "L3LocatorPhantom"
+SAMPLE_PRESET, SAMPLE_SEED = "abdomen", 3
 
 
 #
@@ -73,15 +104,16 @@ class L3Locator(ScriptedLoadableModule):
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "L3 Locator"
-        self.parent.categories = ["Quantification"]
+        self.parent.title = _("L3 Locator")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Quantification")]
         self.parent.dependencies = []
         self.parent.contributors = ["L3Locator contributors"]
-        self.parent.helpText = """
+        self.parent.helpText = _("""
 Finds the third lumbar vertebra (L3) in a CT scan, the level at which body composition
 (skeletal muscle, visceral and subcutaneous fat) is measured.
 <p>Select a CT volume and click <b>Locate L3</b>. A neural network reads two maximum
-intensity projections of the scan (frontal and sagittal) and finds the L3 level.</p>
+intensity projections of the scan (frontal and sagittal) and finds the L3 level. No scan at
+hand? Sample Data module, <b>L3LocatorPhantom</b>: a synthetic abdomen CT made on the spot.</p>
 <p>The point <b>L3</b> it places is at the L3 vertebral body, at the level of the middle
 of the L3 pedicles (level with the top edge of the transverse processes), the landmark
 of the method this module follows (Kanavati et al. 2020). The panel shows:
@@ -96,18 +128,57 @@ check the level by counting the vertebrae;</li>
 line says why: the confidence is low, the scan ends or begins within one vertebra of L3 (so
 the level was counted from one end of the spine only), or the spine looks atypical.</li>
 </ul>
-When L3 is not in the scan (a chest-only CT, for example) no point is placed and the
-panel says so. Always review the level before using it: vertebral counting is hard
-with transitional vertebrae or 11 or 13 pairs of ribs.</p>
+The answer stays in the scene: the point, and a table "<i>volume</i> L3 result" with the
+same columns as the batch's results file. When L3 is not in the scan (a chest-only CT, for
+example) no point is placed and the panel says so. Always review the level before using it:
+vertebral counting is hard with transitional vertebrae or 11 or 13 pairs of ribs.</p>
+<p>Volumes loaded by the DICOM module with its acquisition geometry regularization
+transform (missing slices, uneven spacing, gantry tilt) are searched on a resampled copy;
+the point and slice refer to the volume as shown.</p>
 <p>The same logic runs from the Python console
 (<code>L3LocatorLogic().locate(volumeNode)</code>) and in batch
 (<code>Scripts/locate_l3.py</code>).</p>
-"""
-        self.parent.acknowledgementText = """
+""") + _('<p>See the <a href="{url}">documentation</a>.</p>').format(url=DOCUMENTATION_URL)
+        self.parent.acknowledgementText = _("""
 Based on the method of Kanavati F. et al., "Automatic L3 slice detection in 3D CT images
 using fully-convolutional networks" (2020), and its PaddlePaddle port. Built with
 3D Slicer (www.slicer.org) and PaddlePaddle.
-"""
+""")
+        # Sample Data registers its sources once every module is loaded.
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+#
+# Sample data
+#
+
+
+def registerSampleData() -> None:
+    """Add the synthetic phantom to the Sample Data module (its button makes it on the
+    spot: ``loadSamplePhantom``). Nothing is downloaded."""
+    import SampleData
+
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category="L3 Locator",
+        sampleName=SAMPLE_NAME,
+        uris=[], fileNames=[], nodeNames=[],  # nothing to download
+        thumbnailFileName=str(_MODULE_DIR / "Resources" / "Icons" / "L3Locator.png"),
+        customDownloader=loadSamplePhantom,
+    )
+
+
+def loadSamplePhantom(source=None):
+    """Make the built-in synthetic abdomen CT (L3 in the field of view; a phantom, not a
+    patient) and show it. Sample Data calls this with its data source (older Slicers with
+    none). Returns the volume node."""
+    from L3LocatorLib.phantoms import make_phantom
+
+    with slicer.util.WaitCursor():
+        volume = make_phantom(SAMPLE_SEED, preset=SAMPLE_PRESET)[0]
+        node = slicer.util.addVolumeFromArray(np.asarray(volume.array), volume.ijk_to_ras,
+                                              SAMPLE_NAME)
+    slicer.util.setSliceViewerLayers(background=node, fit=True)
+    return node
 
 
 #
@@ -120,8 +191,9 @@ class L3LocatorParameterNode:
     """What the module's panel remembers in the scene.
 
     inputVolume: the CT to search. modelPath: a model's metadata JSON, empty for the
-    shipped model. device: where the network runs. views: which projection(s) answer.
-    createPoint: place (or update) the ``L3`` point.
+    shipped model (a ``str``: Slicer's path connector would show an empty ``pathlib.Path``
+    as "."; the logic gets a ``pathlib.Path``). device: where the network runs. views:
+    which projection(s) answer. createPoint: place (or update) the ``L3`` point.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -212,13 +284,13 @@ class L3LocatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         if self._busy:
-            self.ui.locateButton.toolTip = "L3 Locator is running."
+            self.ui.locateButton.toolTip = _("L3 Locator is running.")
             self.ui.locateButton.enabled = False
         elif self._parameterNode and self._parameterNode.inputVolume:
-            self.ui.locateButton.toolTip = "Find L3 in the selected CT volume."
+            self.ui.locateButton.toolTip = _("Find L3 in the selected CT volume.")
             self.ui.locateButton.enabled = True
         else:
-            self.ui.locateButton.toolTip = "Select a CT volume first."
+            self.ui.locateButton.toolTip = _("Select a CT volume first.")
             self.ui.locateButton.enabled = False
 
     def onModelPathChanged(self, path) -> None:
@@ -239,9 +311,16 @@ class L3LocatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             label.text = "-"
         self.ui.statusLabel.text = ""
         self.ui.qaImageLabel.clear()
-        self.ui.qaImageLabel.text = "The two projections with the L3 level appear here."
+        self.ui.qaImageLabel.text = _("The two projections with the L3 level appear here.")
         self.ui.jumpButton.enabled = False
-        self.ui.jumpButton.toolTip = "Locate L3 first."
+        self.ui.jumpButton.toolTip = _("Locate L3 first.")
+
+    def showStatus(self, text: str) -> None:
+        """Say what is happening, in the panel and the status bar, and draw it now (pip
+        can run for minutes before the next repaint)."""
+        self.ui.statusLabel.text = text
+        slicer.util.showStatusMessage(f"{REQUESTER}: {text}")
+        slicer.app.processEvents()
 
     def onLocateButton(self) -> None:
         """Run the search on the selected volume; errors go to Slicer's error dialog.
@@ -259,28 +338,44 @@ class L3LocatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.locateButton.enabled = False
         try:
             self.clearResults()
-            self.ui.statusLabel.text = "Locating L3..."
-            slicer.util.showStatusMessage("L3 Locator: locating L3...")
-            slicer.app.processEvents()
+            self.showStatus(_("Locating L3..."))
+            if not self._ensureDependencies():
+                return
             try:
-                with slicer.util.tryWithErrorDisplay("L3 Locator could not locate L3."):
-                    self.logic.ensureDependencies(interactive=True)
+                with slicer.util.tryWithErrorDisplay(_("L3 Locator could not locate L3.")):
                     with slicer.util.WaitCursor():
                         result = self.logic.locate(
                             volumeNode,
                             createPoint=params.createPoint,
-                            model=params.modelPath or None,
+                            model=pathlib.Path(params.modelPath) if params.modelPath else None,
                             device=params.device,
                             views=params.views,
                         )
                     self.showResult(volumeNode, result)
             except Exception as error:  # already shown in a dialog by tryWithErrorDisplay
                 log.debug("L3 Locator failed", exc_info=True)
-                self.ui.statusLabel.text = f"Failed: {error}"
-                slicer.util.showStatusMessage("L3 Locator failed; see the error message.", 5000)
+                self._showFailure(str(error))
         finally:
             self._busy = False
             self._checkCanApply()
+
+    def _ensureDependencies(self) -> bool:
+        """PaddlePaddle installed (asking first) and Slicer's own packages working; False,
+        with the reason shown once, when L3 cannot be located."""
+        try:
+            self.logic.ensureDependencies(interactive=True, onStatus=self.showStatus)
+            return True
+        except DependencyError as error:
+            if not getattr(error, "alreadyShown", False):
+                slicer.util.errorDisplay(str(error), windowTitle=_("L3 Locator"))
+            else:  # Slicer showed its own dialog with pip's log: no second dialog
+                log.error("%s", error)
+            self._showFailure(str(error))
+            return False
+
+    def _showFailure(self, message: str) -> None:
+        self.ui.statusLabel.text = _("Failed: {message}").format(message=message)
+        slicer.util.showStatusMessage(_("L3 Locator failed; see the message in its panel."), 5000)
 
     def showResult(self, volumeNode, result: L3Result) -> None:
         self._lastResult = result
@@ -289,28 +384,29 @@ class L3LocatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             axis = result.slice_axis if result.slice_axis is not None else 2
             slice_text = str(result.slice_index)
             if axis != 2:
-                slice_text += f" (along the volume's {'IJK'[axis]} axis)"
+                slice_text += _(" (along the volume's {axis} axis)").format(axis="IJK"[axis])
             self.ui.sliceValueLabel.text = slice_text
             self.ui.positionValueLabel.text = f"S = {result.s_mm:.1f} mm"
             self.ui.confidenceValueLabel.text = f"{result.confidence:.2f}"
-            status = result.message or "L3 found."
+            status = result.message or _("L3 found.")
             self.ui.reviewValueLabel.text = (" ".join(result.review) if result.review else
-                                             "Nothing unusual was seen.")
+                                             _("Nothing unusual was seen."))
             self.ui.jumpButton.enabled = True
-            self.ui.jumpButton.toolTip = "Show the L3 slice in the slice views."
-            summary = f"L3 at slice {result.slice_index} (S = {result.s_mm:.1f} mm)"
+            self.ui.jumpButton.toolTip = _("Show the L3 slice in the slice views.")
+            summary = _("L3 at slice {slice} (S = {s:.1f} mm)").format(
+                slice=result.slice_index, s=result.s_mm)
         else:
             self.ui.confidenceValueLabel.text = f"{result.confidence:.2f}"
-            status = result.message or "L3 is not in the field of view of this scan."
-            status += " No point was placed."
-            summary = "L3 not found"
+            status = result.message or _("L3 is not in the field of view of this scan.")
+            status += " " + _("No point was placed.")
+            summary = _("L3 not found")
             if result.shown_voxel is not None:
                 self.ui.jumpButton.enabled = True
-                self.ui.jumpButton.toolTip = ("Show the most likely L3 slice (not confirmed: "
-                                              "check it yourself).")
+                self.ui.jumpButton.toolTip = _("Show the most likely L3 slice (not confirmed: "
+                                               "check it yourself).")
         self.ui.statusLabel.text = status
         self.showQaPicture(volumeNode, result)
-        slicer.util.showStatusMessage(f"L3 Locator: {summary}.", 5000)
+        slicer.util.showStatusMessage(f"{REQUESTER}: {summary}.", 5000)
 
     def showQaPicture(self, volumeNode, result: L3Result) -> None:
         try:
@@ -326,10 +422,11 @@ class L3LocatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.qaImageLabel.toolTip = path
         except Exception as error:  # the answer stands without its picture
             log.warning("L3 Locator: no QA picture: %s", error)
-            self.ui.qaImageLabel.text = f"QA picture not available ({error})."
+            self.ui.qaImageLabel.text = _("QA picture not available ({error}).").format(
+                error=error)
 
     def onJumpButton(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Could not show the L3 slice."):
+        with slicer.util.tryWithErrorDisplay(_("Could not show the L3 slice.")):
             if self._lastResult is not None and self._lastResult.shown_voxel is not None:
                 self.logic.showL3Slice(self._lastVolumeNode, self._lastResult)
 
@@ -351,6 +448,8 @@ class L3LocatorLogic(ScriptedLoadableModuleLogic):
         ScriptedLoadableModuleLogic.__init__(self)
         #: the point list made or updated by the last ``locate`` (None when none)
         self.lastPointListNode = None
+        #: the results table made or updated by the last ``locate`` (None when none)
+        self.lastTableNode = None
 
     def getParameterNode(self):
         return L3LocatorParameterNode(super().getParameterNode())
@@ -363,62 +462,78 @@ class L3LocatorLogic(ScriptedLoadableModuleLogic):
 
         The voxels are a read-only view of the node's (no copy, never written). The
         matrix is the node's IJK->RAS composed with its parent transforms to world.
-        Non-linear parent transforms are refused: hardening one resamples the CT into
-        a new image, a decision for the user (Transforms module, Harden transform).
+        Non-linear parent transforms are refused here (``locate`` searches a hardened copy
+        of such a volume instead: ``hardenedCopy``).
         """
-        if volumeNode is None:
-            raise InputError("No volume is selected. Select a CT volume.")
-        name = volumeNode.GetName() or "The volume"
-        if not volumeNode.IsA("vtkMRMLScalarVolumeNode") or volumeNode.IsA(
-                "vtkMRMLLabelMapVolumeNode"):
-            raise InputError(
-                f"{name} is a {volumeNode.GetClassName()}, not a scalar (grey-scale) volume. "
-                "Select the CT image itself, not a segmentation or label map."
-            )
-        imageData = volumeNode.GetImageData()
-        if imageData is None or imageData.GetPointData() is None or \
-                imageData.GetPointData().GetScalars() is None:
-            raise InputError(f"{name} holds no voxel data. Load the CT again.")
-        if imageData.GetNumberOfScalarComponents() != 1:
-            raise InputError(
-                f"{name} has {imageData.GetNumberOfScalarComponents()} values per voxel "
-                "(colour or vector data); a grey-scale CT volume is needed."
-            )
+        from L3LocatorLib.volume import Volume
+
+        name = _checkScalarVolume(volumeNode)
         array = slicer.util.arrayFromVolume(volumeNode)
-        ijkToRas = vtk.vtkMatrix4x4()
-        volumeNode.GetIJKToRASMatrix(ijkToRas)
-        matrix = slicer.util.arrayFromVTKMatrix(ijkToRas)
+        matrix = _ijkToRas(volumeNode)
         transformNode = volumeNode.GetParentTransformNode()
         if transformNode is not None:
             if not transformNode.IsTransformToWorldLinear():
-                raise InputError(
-                    f"{name} is under a non-linear (warping) transform "
-                    f"({transformNode.GetName()}). Harden the transform on the volume "
-                    "(Transforms module) or remove it, then locate L3 again."
-                )
+                raise InputError(_(
+                    "{name} is under a non-linear (warping) transform ({transform}). Harden "
+                    "the transform on the volume (Transforms module) or remove it, then locate "
+                    "L3 again.").format(name=name, transform=transformNode.GetName()))
             toWorld = vtk.vtkMatrix4x4()
             transformNode.GetMatrixTransformToWorld(toWorld)
             matrix = slicer.util.arrayFromVTKMatrix(toWorld) @ matrix
         return Volume(array, matrix, name=name)
 
+    @staticmethod
+    def hasNonLinearTransform(volumeNode) -> bool:
+        """True when the volume is under a warping transform, such as the DICOM module's
+        acquisition geometry regularization transform (missing slices, uneven spacing,
+        gantry tilt)."""
+        transformNode = volumeNode.GetParentTransformNode()
+        return transformNode is not None and not transformNode.IsTransformToWorldLinear()
+
+    @staticmethod
+    def hardenedCopy(volumeNode) -> Volume:
+        """The CT as shown in the views when it is under a non-linear transform: a copy with
+        the transform hardened (resampled onto a regular grid in world RAS, Slicer's own
+        resampling), as a ``Volume``. The volume node, its transform and the scene are left
+        as they were."""
+        from L3LocatorLib.volume import Volume
+
+        name = _checkScalarVolume(volumeNode)
+        with temporaryNodes():
+            copy = slicer.modules.volumes.logic().CloneVolume(
+                slicer.mrmlScene, volumeNode, slicer.mrmlScene.GenerateUniqueName(name))
+            copy.SetAndObserveTransformNodeID(volumeNode.GetTransformNodeID())
+            if not copy.HardenTransform():
+                raise InputError(_(
+                    "{name}: its transform could not be applied to a copy. Harden the "
+                    "transform on the volume (Transforms module), then locate L3 again."
+                ).format(name=name))
+            return Volume(np.array(slicer.util.arrayFromVolume(copy)), _ijkToRas(copy),
+                          name=name)
+
     # ------------------------------------------------------------ locate
 
     def locate(self, volumeNode, createPoint: bool = True, model: Any = None,
                device: str = "auto", views: str = "both", pointListNode=None,
-               jump: bool = True, **opts) -> L3Result:
+               jump: bool = True, createTable: bool = True, **opts) -> L3Result:
         """Find L3 in ``volumeNode`` and (``createPoint``) place the ``L3`` point.
 
         Args:
             volumeNode: a CT scalar volume node, any geometry, possibly under a linear
-                transform. Never modified.
+                transform or a non-linear one such as the DICOM module's acquisition
+                geometry regularization (searched on a hardened copy; the slice and voxel
+                reported are the volume's own). Never modified.
             createPoint: add or update the point list of this volume (one locked point
                 labelled ``L3``); when L3 is not found, no point is placed and a point
                 left by an earlier run on this volume is removed.
-            model: a model's metadata JSON path, a loaded model, or None (shipped model).
+            model: a model's metadata JSON path (``str`` or ``pathlib.Path``), a loaded
+                model, or None (shipped model).
             device: "auto", "cpu" or "gpu". views: "both", "frontal" or "sagittal".
             pointListNode: the point list to update (default: the one this module
                 made for this volume, or a new one).
             jump: show the reported slice in the slice views (``showL3Slice``).
+            createTable: keep the answer in the scene as a table node (one row, the
+                columns of the batch's results file: ``resultsTable``).
             opts: passed on to ``L3LocatorLib.locate.locate``.
 
         Returns the ``L3Result``; raises ``L3LocatorError`` subclasses with messages for
@@ -426,13 +541,20 @@ class L3LocatorLogic(ScriptedLoadableModuleLogic):
         """
         from L3LocatorLib.locate import locate as locateVolume
 
-        volume = self.volumeFromNode(volumeNode)
+        if isinstance(model, pathlib.PurePath):
+            model = str(model)
+        warped = (volumeNode is not None and volumeNode.IsA("vtkMRMLScalarVolumeNode")
+                  and self.hasNonLinearTransform(volumeNode))
+        volume = self.hardenedCopy(volumeNode) if warped else self.volumeFromNode(volumeNode)
         log.info("L3 Locator: locating L3 in %s", volume.name)
         result = locateVolume(volume, model=model, device=device, views=views, **opts)
+        if warped:
+            self._toNodeVoxels(volumeNode, volume, result)
         self.lastPointListNode = None
+        self.lastTableNode = self.resultsTable(volumeNode, result) if createTable else None
         if result.found:
             log.info("L3 Locator: %s: slice %s, RAS %s, confidence %.2f", volume.name,
-                         result.slice_index, result.l3_ras_mm, result.confidence)
+                     result.slice_index, result.l3_ras_mm, result.confidence)
             if createPoint:
                 self.lastPointListNode = self.placePoint(volumeNode, result, pointListNode)
             if jump:
@@ -443,13 +565,52 @@ class L3LocatorLogic(ScriptedLoadableModuleLogic):
                 self.removeStalePoint(volumeNode, pointListNode)
         return result
 
-    def findPointList(self, volumeNode):
-        """The point list this module made for ``volumeNode``, or None."""
-        for index in range(slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLMarkupsFiducialNode")):
-            node = slicer.mrmlScene.GetNthNodeByClass(index, "vtkMRMLMarkupsFiducialNode")
+    @staticmethod
+    def _toNodeVoxels(volumeNode, searched: Volume, result: L3Result) -> None:
+        """Re-express the voxels of a result found on a hardened copy (``searched``) in the
+        volume node's own voxel grid (the DICOM slice order, for the DICOM module's
+        regularization transform): world RAS -> the node's local RAS through the inverse of
+        its transform -> IJK. The world point (``l3_ras_mm``) stays as found."""
+        from L3LocatorLib.volume import slice_axis
+
+        rasToIjk = np.linalg.inv(_ijkToRas(volumeNode))
+        extent = np.array(volumeNode.GetImageData().GetDimensions()) - 1
+        axis = slice_axis(_ijkToRas(volumeNode))
+
+        def toNode(voxel):
+            world = searched.ijk_to_ras_points(np.array([float(v) for v in voxel]))
+            local = [0.0, 0.0, 0.0]
+            volumeNode.TransformPointFromWorld([float(v) for v in world], local)
+            ijk = rasToIjk @ np.append(local, 1.0)
+            return [int(v) for v in np.clip(np.rint(ijk[:3]), 0, extent)]
+
+        if result.l3_ijk is not None:
+            result.l3_ijk = toNode(result.l3_ijk)
+        if result.candidate_ijk is not None:
+            result.candidate_ijk = toNode(result.candidate_ijk)
+        if result.shown_voxel is not None:
+            result.slice_axis = axis
+            if result.found:
+                result.slice_index = result.l3_ijk[axis]
+
+    def _findOwnNode(self, className: str, volumeNode):
+        """The node of ``className`` this module made for ``volumeNode``, or None."""
+        scene = slicer.mrmlScene
+        for index in range(scene.GetNumberOfNodesByClass(className)):
+            node = scene.GetNthNodeByClass(index, className)
             if node.GetAttribute(VOLUME_ID_ATTRIBUTE) == volumeNode.GetID():
                 return node
         return None
+
+    def _newOwnNode(self, className: str, volumeNode, suffix: str):
+        node = slicer.mrmlScene.AddNewNodeByClass(
+            className, slicer.mrmlScene.GenerateUniqueName(f"{volumeNode.GetName()} {suffix}"))
+        node.SetAttribute(VOLUME_ID_ATTRIBUTE, volumeNode.GetID())
+        return node
+
+    def findPointList(self, volumeNode):
+        """The point list this module made for ``volumeNode``, or None."""
+        return self._findOwnNode("vtkMRMLMarkupsFiducialNode", volumeNode)
 
     def placePoint(self, volumeNode, result: L3Result, pointListNode=None):
         """Add or update the point list of ``volumeNode`` with one locked point ``L3``
@@ -457,11 +618,8 @@ class L3LocatorLogic(ScriptedLoadableModuleLogic):
         Returns the point list node."""
         node = pointListNode or self.findPointList(volumeNode)
         if node is None:
-            node = slicer.mrmlScene.AddNewNodeByClass(
-                "vtkMRMLMarkupsFiducialNode",
-                slicer.mrmlScene.GenerateUniqueName(f"{volumeNode.GetName()} L3"))
+            node = self._newOwnNode("vtkMRMLMarkupsFiducialNode", volumeNode, "L3")
             node.CreateDefaultDisplayNodes()
-            node.SetAttribute(VOLUME_ID_ATTRIBUTE, volumeNode.GetID())
         model = " ".join(filter(None, (result.model_name, result.model_version))) or "unknown"
         description = (f"Third lumbar vertebra (L3): slice {result.slice_index}, "
                        f"S = {result.s_mm:.1f} mm, confidence {result.confidence:.2f}, "
@@ -492,40 +650,68 @@ class L3LocatorLogic(ScriptedLoadableModuleLogic):
             node.RemoveAllControlPoints()
             node.SetLocked(True)
 
+    def resultsTable(self, volumeNode, result: L3Result):
+        """Keep the answer in the scene: the table node of ``volumeNode`` (made once, updated
+        by every run) with one row, the columns of a results file (``report.ROW_FIELDS``:
+        what ``l3locator`` and the batch script write). Returns the table node; further
+        sections (body composition) may add their own columns to it."""
+        from L3LocatorLib.report import ROW_FIELDS, result_row
+
+        row = result_row(volumeNode.GetName(), result)
+        table = self._findOwnNode("vtkMRMLTableNode", volumeNode)
+        if table is None:
+            table = self._newOwnNode("vtkMRMLTableNode", volumeNode, "L3 result")
+        wasModified = table.StartModify()
+        try:
+            table.RemoveAllColumns()
+            for name in ROW_FIELDS:
+                table.AddColumn().SetName(name)
+            table.AddEmptyRow()
+            for column, name in enumerate(ROW_FIELDS):
+                table.SetCellText(0, column, _cellText(row[name]))
+            table.SetLocked(True)  # a record of the run, not a form
+        finally:
+            table.EndModify(wasModified)
+        return table
+
     def showL3Slice(self, volumeNode, result: L3Result) -> None:
         """Show the reported slice in the slice views.
 
-        The CT becomes the background of every slice view; when its axes are oblique to
-        the patient's, the views are rotated to the volume's planes; then all views go
-        through the CENTRE of the reported voxel slice (``sliceCentreRas``), so the red
-        view shows exactly that slice, not a blend of two neighbouring slices.
+        The CT becomes the background of every slice view, the views are rotated to the
+        volume's planes (for an axial CT: back to standard axial/sagittal/coronal, even
+        after an oblique volume turned them), then all views go through the CENTRE of the
+        reported voxel slice (``sliceCentreRas``), so the red view shows exactly that
+        slice, not a blend of two neighbouring slices.
         """
-        volume = self.volumeFromNode(volumeNode)
-        centre = self.sliceCentreRas(volume, result)
+        centre = self.sliceCentreRas(volumeNode, result)
         slicer.util.setSliceViewerLayers(background=volumeNode)
-        if isOblique(volume.ijk_to_ras):
-            scene = slicer.mrmlScene
-            for index in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceNode")):
-                scene.GetNthNodeByClass(index, "vtkMRMLSliceNode").RotateToVolumePlane(volumeNode)
+        scene = slicer.mrmlScene
+        for index in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceNode")):
+            scene.GetNthNodeByClass(index, "vtkMRMLSliceNode").RotateToVolumePlane(volumeNode)
         slicer.modules.markups.logic().JumpSlicesToLocation(
             centre[0], centre[1], centre[2], True)
 
     @staticmethod
-    def sliceCentreRas(volume: Volume, result: L3Result) -> list[float]:
+    def sliceCentreRas(volumeNode, result: L3Result) -> list[float]:
         """World RAS (mm) of the centre of the voxel whose slice is shown
         (``result.shown_voxel``: L3's voxel, or the candidate's when L3 was not found), so
-        the view lies on that slice exactly."""
-        ijk = [float(v) for v in result.shown_voxel]
-        return [float(v) for v in volume.ijk_to_ras_points(np.array(ijk))]
+        the view lies on that slice exactly; through the volume's parent transforms,
+        linear or not."""
+        ijk = np.array([float(v) for v in result.shown_voxel] + [1.0])
+        local = (_ijkToRas(volumeNode) @ ijk)[:3]
+        world = [0.0, 0.0, 0.0]
+        volumeNode.TransformPointToWorld([float(v) for v in local], world)
+        return [float(v) for v in world]
 
     # ------------------------------------------------------------ dependencies
 
     @staticmethod
-    def requirementsPath() -> str:
-        return os.path.join(_MODULE_DIR, "Resources", "requirements.txt")
+    def requirementsPath() -> pathlib.Path:
+        return _MODULE_DIR / "Resources" / "requirements.txt"
 
     @classmethod
     def requirements(cls) -> list[str]:
+        """What Slicer lacks and pip installs (``Resources/requirements.txt``)."""
         with open(cls.requirementsPath(), encoding="utf-8") as stream:
             return [line.split("#")[0].strip() for line in stream
                     if line.split("#")[0].strip() and not line.strip().startswith("-")]
@@ -554,6 +740,24 @@ class L3LocatorLogic(ScriptedLoadableModuleLogic):
         return missing
 
     @staticmethod
+    def checkBundledPackages() -> None:
+        """Raise ``DependencyError`` when a package every Slicer ships (NumPy, SciPy,
+        SimpleITK, Pillow) cannot be imported: a damaged Slicer, which L3 Locator reports
+        and never repairs with pip."""
+        broken = []
+        for module, name in BUNDLED_PACKAGES:
+            try:
+                importlib.import_module(module)
+            except ImportError as error:
+                broken.append(f"{name} ({_firstLine(error)})")
+        if broken:
+            raise DependencyError(_(
+                "This Slicer cannot load {packages}, which come with every 3D Slicer. L3 "
+                "Locator does not reinstall Slicer's own Python packages (that can break "
+                "Slicer): reinstall 3D Slicer, then try again.").format(
+                    packages=", ".join(broken)))
+
+    @staticmethod
     def nvidiaCudaVersion() -> Optional[tuple[int, int]]:
         """The CUDA version the NVIDIA driver supports, or None without an NVIDIA GPU."""
         smi = shutil.which("nvidia-smi")
@@ -570,31 +774,38 @@ class L3LocatorLogic(ScriptedLoadableModuleLogic):
     def paddleInstallArgs(paddleRequirement: str, cuda: Optional[tuple[int, int]]) -> list[str]:
         """pip arguments for PaddlePaddle: the CUDA build from Paddle's index when the
         driver supports one, else the CPU build from PyPI."""
-        _, specifier = _splitRequirement(paddleRequirement)
+        _name, specifier = _splitRequirement(paddleRequirement)
         if cuda is not None:
             for minimum, tag in PADDLE_CUDA_BUILDS:
                 if cuda >= minimum:
                     return [f"paddlepaddle-gpu{specifier}", "--extra-index-url",
                             PADDLE_CUDA_INDEX.format(tag=tag)]
             log.warning("L3 Locator: the NVIDIA driver supports CUDA %d.%d only; "
-                            "installing the CPU build of PaddlePaddle.", *cuda)
+                        "installing the CPU build of PaddlePaddle.", *cuda)
         return [f"paddlepaddle{specifier}"]
 
-    def ensureDependencies(self, interactive: bool = True, install: bool = False) -> bool:
-        """Make sure the Python packages in ``Resources/requirements.txt`` are installed.
+    def ensureDependencies(self, interactive: bool = True, install: bool = False,
+                           onStatus: Optional[Callable[[str], None]] = None) -> bool:
+        """Make sure L3 Locator can run: Slicer's own packages import
+        (``checkBundledPackages``) and what Slicer lacks (``Resources/requirements.txt``:
+        PaddlePaddle) is installed.
 
-        interactive (the panel): ask the user first, with ``slicer.packaging.pip_ensure``
-        on Slicer 5.12+, else a confirmation dialog and ``slicer.util.pip_install``. With
-        an NVIDIA GPU, PaddlePaddle's CUDA build is installed from Paddle's own index.
-        Nothing is installed in testing mode. Non-interactive (batch): installs, without
-        any dialog, only when ``install`` is True, otherwise raises ``DependencyError``
-        naming what is missing.
+        interactive (the panel): ask the user first (our question, every Slicer version),
+        then install with ``slicer.packaging.pip_ensure`` on Slicer 5.12+ (its progress
+        dialog, its restart prompt), else ``slicer.util.pip_install`` under a busy cursor
+        with ``onStatus`` saying what is happening. With an NVIDIA GPU, PaddlePaddle's
+        CUDA build is installed from Paddle's own index. Nothing is installed in testing
+        mode (returns False). Non-interactive (batch): installs, without any dialog, only
+        when ``install`` is True, otherwise raises ``DependencyError`` naming what is
+        missing.
 
-        Returns True when everything is installed. Raises ``DependencyError`` when the
-        user declines or the installation failed (pip's own failure,
-        ``subprocess.CalledProcessError`` in every Slicer version, is turned into a
-        message that says how to install without internet access).
+        Returns True when everything is installed. Raises ``DependencyError`` when a
+        bundled package is broken, the user declines, or the installation failed: pip's
+        own failure (``subprocess.CalledProcessError``) or pip not starting (Slicer's
+        "PythonSlicer executable not found" ``RuntimeError``) becomes a message that says
+        what to do; ``alreadyShown`` is True on it when Slicer has shown its own dialog.
         """
+        self.checkBundledPackages()
         missing = self.missingRequirements(self.requirements())
         if not missing:
             return True
@@ -606,84 +817,164 @@ class L3LocatorLogic(ScriptedLoadableModuleLogic):
         listing = "\n".join(f"- {' '.join(args)}" for args in installs)
         if not interactive:
             if not install:
-                raise DependencyError(
-                    "L3 Locator needs Python packages that are not installed:\n" + listing +
-                    "\nRun again with --install-dependencies, or install them with Slicer's "
-                    "Python (PythonSlicer -m pip install ...)."
-                )
+                raise DependencyError(_(
+                    "L3 Locator needs Python packages that are not installed:\n{listing}\n"
+                    "Run again with --install-dependencies, or install them with Slicer's "
+                    "Python (PythonSlicer -m pip install ...).").format(listing=listing))
             self._pipInstall(installs, showProgress=False)
         elif slicer.app.testingEnabled():
             log.info("Testing mode: not installing %s", missing)
             return False
         else:
+            self._askToInstall(listing, cuda if paddle else None)
+            if onStatus is not None:
+                onStatus(_("Installing {packages}: downloading about 100-500 MB can take "
+                           "several minutes; pip's messages are in the Python console.").format(
+                    packages=", ".join(args[0] for args in installs)))
             packaging = _slicerPackaging()
             if packaging is not None and not (paddle and cuda):
-                try:
-                    packaging.pip_ensure(missing, requester=REQUESTER)
-                except subprocess.CalledProcessError as error:
-                    raise DependencyError(_installFailedMessage(installs, error)) from None
-                except RuntimeError as error:  # the user declined
-                    raise DependencyError(
-                        "L3 Locator cannot run without these Python packages:\n" + listing +
-                        f"\n({error})") from None
+                with _pipErrors(installs, dialogShown=True):
+                    packaging.pip_ensure(missing, prompt_install=False, requester=REQUESTER)
             else:
-                text = ("L3 Locator needs these Python packages, which are not installed:\n"
-                        + listing + "\n\nInstall them now? This changes Slicer's Python "
-                        "environment and downloads about 100-500 MB.")
-                if paddle and cuda:
-                    text += (f"\n\nAn NVIDIA GPU was found (CUDA {cuda[0]}.{cuda[1]}): the CUDA "
-                             "build of PaddlePaddle will be installed from Paddle's own package "
-                             "index, not PyPI.")
-                title = "L3 Locator - Install Python packages"
-                if not slicer.util.confirmOkCancelDisplay(text, title):
-                    raise DependencyError(
-                        "L3 Locator cannot run without these Python packages:\n" + listing)
                 self._pipInstall(installs, showProgress=True)
         still = self.missingRequirements(missing)
         if still:
-            raise DependencyError(
-                "These Python packages could not be installed: " + ", ".join(still) +
-                ". See the Python console for pip's messages; restarting Slicer may help.")
+            raise DependencyError(_(
+                "These Python packages could not be installed: {packages}. See the Python "
+                "console for pip's messages; restarting Slicer may help.").format(
+                    packages=", ".join(still)))
         return True
+
+    @staticmethod
+    def _askToInstall(listing: str, cuda: Optional[tuple[int, int]]) -> None:
+        """Our question before any download (raises ``DependencyError`` when declined)."""
+        text = _("L3 Locator needs these Python packages, which are not installed:\n"
+                 "{listing}\n\nInstall them now? This changes Slicer's Python environment "
+                 "and downloads about 100-500 MB.").format(listing=listing)
+        if cuda:
+            text += "\n\n" + _(
+                "An NVIDIA GPU was found (CUDA {major}.{minor}): the CUDA build of "
+                "PaddlePaddle will be installed from Paddle's own package index, not "
+                "PyPI.").format(major=cuda[0], minor=cuda[1])
+        if not slicer.util.confirmOkCancelDisplay(
+                text, _("L3 Locator - Install Python packages")):
+            raise DependencyError(_(
+                "L3 Locator cannot run without these Python packages:\n{listing}").format(
+                    listing=listing))
 
     @staticmethod
     def _pipInstall(installs: list[list[str]], showProgress: bool) -> None:
         """Run pip for each argument list. Slicer 5.12+: ``slicer.packaging.pip_install``
         (its modal progress dialog only when ``showProgress``: never in batch, where no
         one can see it); older Slicer: ``slicer.util.pip_install`` under a busy cursor.
-        Raises ``DependencyError`` when pip fails."""
+        Raises ``DependencyError`` when pip fails or cannot start."""
         packaging = _slicerPackaging()
-        try:
+        with _pipErrors(installs, dialogShown=packaging is not None and showProgress):
             for args in installs:
                 if packaging is not None:
                     packaging.pip_install(args, show_progress=showProgress, requester=REQUESTER)
                 else:
                     with slicer.util.WaitCursor():
                         slicer.util.pip_install(args)
-        except (subprocess.CalledProcessError, OSError) as error:
-            raise DependencyError(_installFailedMessage(installs, error)) from None
+
+
+class InstallError(DependencyError):
+    """pip failed or could not start. ``alreadyShown``: Slicer (5.12+, with its progress
+    dialog) has already shown its own error dialog with pip's log, so the panel shows this
+    message without a second dialog."""
+
+    def __init__(self, message: str, alreadyShown: bool = False) -> None:
+        super().__init__(message)
+        self.alreadyShown = alreadyShown
+
+
+@contextmanager
+def _pipErrors(installs: list[list[str]], dialogShown: bool) -> Iterator[None]:
+    """Turn what Slicer's pip helpers raise into ``InstallError`` with a message for the
+    user: ``CalledProcessError`` (pip failed, every version; ``dialogShown``: Slicer
+    already showed its failure dialog), ``RuntimeError``/``OSError`` (pip could not be
+    started, e.g. "PythonSlicer executable not found")."""
+    try:
+        yield
+    except subprocess.CalledProcessError as error:
+        raise InstallError(_installFailedMessage(installs, error), dialogShown) from None
+    except (RuntimeError, OSError) as error:
+        raise InstallError(_(
+            "L3 Locator could not start pip to install its Python packages ({error}). "
+            "Restart Slicer and try again; if it persists, reinstall 3D Slicer.").format(
+                error=_firstLine(error))) from None
 
 
 def _installFailedMessage(installs: list[list[str]], error: BaseException) -> str:
     """What to tell the user when pip failed: usually no internet access (or a proxy)."""
     status = getattr(error, "returncode", None)
-    how = f"pip stopped with status {status}" if status is not None else str(error)
+    how = (_("pip stopped with status {status}").format(status=status)
+           if status is not None else str(error))
     packages = " ".join(a for args in installs for a in args if not a.startswith(("-", "http")))
-    return (
-        f"L3 Locator could not install the Python packages it needs ({how}; pip's messages are "
+    return _(
+        "L3 Locator could not install the Python packages it needs ({how}; pip's messages are "
         "in the Python console). Check the internet connection (or proxy settings) and try "
         "again. Without internet access: on a computer that has it, run "
-        f"'PythonSlicer -m pip download {packages} -d l3locator-wheels', copy the folder "
+        "'PythonSlicer -m pip download {packages} -d l3locator-wheels', copy the folder "
         "here and run 'PythonSlicer -m pip install --no-index --find-links l3locator-wheels "
-        f"{packages}' (README, 'Installing without internet access')."
-    )
+        "{packages}' (README, 'Installing without internet access')."
+    ).format(how=how, packages=packages)
 
 
-def isOblique(ijkToRas, tolerance: float = 1e-3) -> bool:
-    """True when a voxel axis of the 4x4 IJK->RAS matrix is not along a patient axis."""
-    directions = np.asarray(ijkToRas, dtype=float)[:3, :3]
-    directions = directions / np.linalg.norm(directions, axis=0)
-    return bool(np.any(np.abs(directions).max(axis=0) < 1.0 - tolerance))
+def _checkScalarVolume(volumeNode) -> str:
+    """The volume's name; raises ``InputError`` unless it is a grey-scale volume with data."""
+    if volumeNode is None:
+        raise InputError(_("No volume is selected. Select a CT volume."))
+    name = volumeNode.GetName() or _("The volume")
+    if not volumeNode.IsA("vtkMRMLScalarVolumeNode") or volumeNode.IsA(
+            "vtkMRMLLabelMapVolumeNode"):
+        raise InputError(_(
+            "{name} is a {kind}, not a scalar (grey-scale) volume. Select the CT image itself, "
+            "not a segmentation or label map.").format(name=name, kind=volumeNode.GetClassName()))
+    imageData = volumeNode.GetImageData()
+    if imageData is None or imageData.GetPointData() is None or \
+            imageData.GetPointData().GetScalars() is None:
+        raise InputError(_("{name} holds no voxel data. Load the CT again.").format(name=name))
+    if imageData.GetNumberOfScalarComponents() != 1:
+        raise InputError(_(
+            "{name} has {count} values per voxel (colour or vector data); a grey-scale CT "
+            "volume is needed.").format(name=name, count=imageData.GetNumberOfScalarComponents()))
+    return name
+
+
+def _ijkToRas(volumeNode) -> np.ndarray:
+    """The node's own 4x4 IJK->RAS (local: parent transforms not applied)."""
+    matrix = vtk.vtkMatrix4x4()
+    volumeNode.GetIJKToRASMatrix(matrix)
+    return slicer.util.arrayFromVTKMatrix(matrix)
+
+
+@contextmanager
+def temporaryNodes() -> Iterator[None]:
+    """Remove, on the way out (also on an error), every node added to the scene inside the
+    block: the hardened copy here, each scan of the batch script."""
+    scene = slicer.mrmlScene
+    before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+    try:
+        yield
+    finally:
+        for index in reversed(range(scene.GetNumberOfNodes())):
+            node = scene.GetNthNode(index)
+            if node is not None and node.GetID() not in before:
+                scene.RemoveNode(node)
+
+
+def _cellText(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_cellText(v) for v in value) + "]"
+    return str(value)
+
+
+def _firstLine(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
 
 
 def _slicerPackaging():
@@ -719,7 +1010,8 @@ def _versionSatisfies(installed: str, specifier: str) -> bool:
 
 
 class L3LocatorTest(ScriptedLoadableModuleTest):
-    """Self test, run inside Slicer with no download: synthetic CT phantoms."""
+    """Self test, run inside Slicer with no download: synthetic CT phantoms. The tests
+    that need PaddlePaddle are skipped (``skipTest``) where it is not installed."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -732,17 +1024,13 @@ class L3LocatorTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_PhantomWithoutL3()
 
-    def _dependenciesReady(self) -> bool:
+    def _requireDependencies(self) -> None:
         logic = L3LocatorLogic()
         missing = logic.missingRequirements(logic.requirements())
         if missing:
-            self.delayDisplay(f"Skipped: PaddlePaddle and friends are not installed ({missing})")
-            return False
-        return True
+            self.skipTest(f"PaddlePaddle is not installed ({', '.join(missing)})")
 
     def _phantomNode(self, preset: str, seed: int, name: str):
-        import numpy as np
-
         from L3LocatorLib.phantoms import make_phantom
 
         volume, truth = make_phantom(seed, preset=preset)
@@ -751,8 +1039,6 @@ class L3LocatorTest(ScriptedLoadableModuleTest):
 
     def test_GeometryRoundTrip(self):
         """The node's IJK->RAS (with a parent transform) reaches the Volume exactly."""
-        import numpy as np
-
         self.delayDisplay("Node to Volume geometry")
         ijkToRas = np.array([[0, -0.8, 0, 10], [0.7, 0, 0, -20], [0, 0, 2.5, 30], [0, 0, 0, 1.0]])
         node = slicer.util.addVolumeFromArray(np.zeros((4, 5, 6), dtype=np.int16), ijkToRas, "g")
@@ -767,10 +1053,7 @@ class L3LocatorTest(ScriptedLoadableModuleTest):
 
     def test_PhantomWithL3(self):
         self.delayDisplay("Phantom with L3")
-        if not self._dependenciesReady():
-            return
-        import numpy as np
-
+        self._requireDependencies()
         node, truth = self._phantomNode("abdomen", 3, "PhantomAbdomen")
         before = np.array(slicer.util.arrayFromVolume(node))
         logic = L3LocatorLogic()
@@ -787,12 +1070,12 @@ class L3LocatorTest(ScriptedLoadableModuleTest):
         self.assertLessEqual(position[2], truth.l3_top_s_mm + 5.0)
         self.assertLess(float(np.linalg.norm(np.subtract(position, truth.l3_centre_ras))), 30.0)
         self.assertTrue(np.array_equal(before, slicer.util.arrayFromVolume(node)))
+        self.assertEqual(logic.lastTableNode.GetCellText(0, 2), "ok")
         self.delayDisplay("Test passed: L3 point within tolerance")
 
     def test_PhantomWithoutL3(self):
         self.delayDisplay("Phantom without L3 (chest)")
-        if not self._dependenciesReady():
-            return
+        self._requireDependencies()
         node, truth = self._phantomNode("chest", 5, "PhantomChest")
         self.assertFalse(truth.l3_in_fov)
         logic = L3LocatorLogic()

@@ -174,7 +174,10 @@ def test_every_listed_slicer_call_exists_in_the_standin(slicer):
         "parameterNode": slicer.vtkMRMLScriptedModuleNode,
         "slicer.mrmlScene": scene,
         "markupsLogic": slicer.vtkSlicerMarkupsLogic,
+        "volumesLogic": slicer.vtkSlicerVolumesLogic,
+        "tableNode": slicer.vtkMRMLTableNode,
         "imageData": vtk.vtkImageData,
+        "SampleData": importlib.import_module("SampleData"),
     }
     missing = []
     for call in calls:
@@ -193,13 +196,30 @@ def test_every_listed_slicer_call_exists_in_the_standin(slicer):
         try:
             for part in filter(None, rest.split(".")):
                 if part in ("ScriptedLoadableModule", "parameterNodeWrapper", "packaging",
-                            "util") and not hasattr(obj, part):
+                            "util", "i18n") and not hasattr(obj, part):
                     obj = importlib.import_module(f"{obj.__name__}.{part}")
                 else:
                     obj = getattr(obj, part)
         except (AttributeError, ImportError):
             missing.append(call)
     assert not missing, f"listed in SLICER_CALLS.md but not in the stand-in: {missing}"
+
+
+def test_every_slicer_name_the_module_uses_is_listed():
+    """Every ``slicer.util``/``slicer.app``/``slicer.mrmlScene``/``slicer.modules``/
+    ``slicer.packaging`` name in L3Locator.py and the batch script is in SLICER_CALLS.md."""
+    listed = set(_listed_calls())
+    used = set()
+    for path in (REPO / "L3Locator" / "L3Locator.py", REPO / "L3Locator" / "Scripts" /
+                 "locate_l3.py"):
+        code = path.read_text()
+        used |= set(re.findall(
+            r"\b(slicer\.(?:util|app|mrmlScene|packaging)\.[A-Za-z_]+|"
+            r"slicer\.modules\.\w+\.logic)\b", code))
+        used |= {f"slicer.packaging.{name}" for name in
+                 re.findall(r"\bpackaging\.(pip_\w+)\(", code)}
+    used -= {"slicer.util.getNode"}  # in a docstring's example, not called
+    assert used and not used - listed, f"used but not in SLICER_CALLS.md: {used - listed}"
 
 
 # ----------------------------------------------------------------- no friendlier than Slicer

@@ -239,11 +239,14 @@ class _NoProgress:
 
 
 def _progress(total: int) -> Any:
-    """A progress bar on stderr for batches of more than one scan."""
+    """A progress bar on stderr for batches of more than one scan; none without tqdm."""
     if total <= 1:
         return _NoProgress()
-    from tqdm import tqdm  # lazy: only batches draw it
-
+    try:  # lazy: only batches draw it
+        from tqdm import tqdm
+    except ImportError:  # never a hard dependency: no Slicer release bundles tqdm
+        log.debug("tqdm is not installed: no progress bar.")
+        return _NoProgress()
     return tqdm(total=total, unit="scan", file=sys.stderr, desc="Locating L3")
 
 

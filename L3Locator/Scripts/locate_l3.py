@@ -6,12 +6,17 @@
         [--max-gb GB] [--install-dependencies] [--verbose]
 
 The batch loop is ``L3LocatorLib.batch.run_batch``, the one ``l3locator locate`` uses: the
-same input discovery (DICOM series found by content), the same results file (appended
-row by row, never overwritten, ``--resume`` to continue), the same rows and QA pictures.
-What is Slicer's here: each scan is loaded into the scene with Slicer's volume reader and
-searched by the module's logic (``L3LocatorLogic.locate``); ``--save-scene DIR`` writes
-each volume with its L3 point (``<name>.nrrd`` + ``<name>_L3.mrk.json``);
-``--install-dependencies`` installs PaddlePaddle with Slicer's pip, without dialogs.
+same input discovery (DICOM series found by content), the same reader and checks (a DICOM
+series with missing or duplicated slices is refused, uneven spacing and gantry tilt are
+resampled, as by ``l3locator``), the same results file (appended row by row, never
+overwritten, ``--resume`` to continue), the same rows and QA pictures. What is Slicer's
+here: each scan, once read, is added to the scene from its voxel array and searched by the
+module's logic (``L3LocatorLogic.locate``); ``--save-scene DIR`` writes each volume with its
+L3 point (``<name>.nrrd`` + ``<name>_L3.mrk.json``; the point file is in LPS, Slicer's file
+convention, while ``l3_ras_mm`` in the results is RAS: the same point with its first two
+coordinates negated); ``--install-dependencies`` installs PaddlePaddle with Slicer's pip,
+without dialogs. A progress bar is drawn only where tqdm is installed (Slicer has none):
+each finished scan prints its own line.
 
 Slicer started with ``--python-script`` keeps running after the script unless the script
 calls ``slicer.util.exit`` (without a main window, forever), so this script ALWAYS ends
@@ -66,7 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     # (no --workers: volumes are loaded into the scene on Slicer's main thread)
     add_batch_arguments(parser, read_ahead=False)
     parser.add_argument("--save-scene", type=Path, metavar="DIR",
-                        help="write each volume and its L3 point here")
+                        help="write each volume (NRRD) and its L3 point (.mrk.json) here; "
+                             "the point file is in LPS (Slicer's file convention), the "
+                             "results' l3_ras_mm in RAS: x and y change sign")
     parser.add_argument("--install-dependencies", action="store_true",
                         help="install missing Python packages (PaddlePaddle) without asking")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -103,6 +110,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     moduleDir = str(_moduleDir())
     if moduleDir not in sys.path:
         sys.path.insert(0, moduleDir)
+    from L3Locator import L3LocatorLogic
+    from L3LocatorLib.errors import L3LocatorError
+
+    try:  # before the library's imports: a Slicer without SciPy gets a message, not a trace
+        L3LocatorLogic.checkBundledPackages()
+    except L3LocatorError as error:
+        raise BatchStopped(str(error), EXIT_USAGE) from None
     parser = _parser()
     try:
         args = parser.parse_args(scriptArgs)
@@ -111,7 +125,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     configureLogging(args.verbose)
 
     from L3LocatorLib.batch import run_batch, usage_problem
-    from L3LocatorLib.errors import L3LocatorError
     from L3LocatorLib.inputs import find_scans
     from L3LocatorLib.results import ResultsFile
 
@@ -119,8 +132,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                       "--output is required (the results file to write)")
     if problem:
         raise BatchStopped(problem + ".", EXIT_USAGE)
-    from L3Locator import L3LocatorLogic
-
     logic = L3LocatorLogic()
     try:
         logic.ensureDependencies(interactive=False, install=args.install_dependencies)
@@ -166,10 +177,11 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
 
 
 class SceneLocator:
-    """The per-scan step of the batch inside Slicer: load the scan into the scene with
-    Slicer's reader, locate with the module's logic, optionally save the volume and its
-    point, and leave the scene as it was found. The model is loaded once; when it cannot
-    be, every row says why (as ``l3locator`` does)."""
+    """The per-scan step of the batch inside Slicer: read the scan with the command's reader
+    (``inputs.read_input``: its checks and its geometry), add it to the scene, locate with
+    the module's logic, optionally save the volume and its point, and leave the scene as it
+    was found. The model is loaded once; when it cannot be, every row says why (as
+    ``l3locator`` does)."""
 
     def __init__(self, logic, args) -> None:
         from L3LocatorLib.errors import L3LocatorError
@@ -185,70 +197,38 @@ class SceneLocator:
             self.modelError = error
 
     def __call__(self, scan, data=None):
-        import slicer
+        from L3Locator import temporaryNodes
 
-        scene = slicer.mrmlScene
-        before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
-        try:
+        with temporaryNodes():
             log.info("Loading %s", scan.path)
-            checkSize(scan, self.args.max_gb)
             start = time.perf_counter()
-            volumeNode = loadScan(scan)
+            volumeNode = loadScan(scan, self.args.max_gb)
             readSeconds = time.perf_counter() - start
             if self.modelError is not None:
                 raise self.modelError
             result = self.logic.locate(volumeNode, createPoint=self.args.save_scene is not None,
                                        model=self.model, device=self.args.device,
-                                       views=self.args.views, jump=False)
+                                       views=self.args.views, jump=False,
+                                       createTable=False)  # the row goes to the results file
             result.timings_s = {"read": readSeconds, **result.timings_s}
             if self.args.save_scene is not None:
                 saveResult(volumeNode, self.logic.lastPointListNode, self.args.save_scene,
                            scan.stem, result)
             return result
-        finally:
-            for index in reversed(range(scene.GetNumberOfNodes())):
-                node = scene.GetNthNode(index)
-                if node is not None and node.GetID() not in before:
-                    scene.RemoveNode(node)
 
 
-def checkSize(scan, maxGb: float) -> None:
-    """Refuse, before loading, a scan whose header needs more memory than ``--max-gb``."""
-    from L3LocatorLib.errors import InputError
-    from L3LocatorLib.inputs import scan_bytes
-    from L3LocatorLib.volume import GB
-
-    need = scan_bytes(scan)
-    if need > maxGb * GB:
-        raise InputError(
-            f"{scan.path}: its header describes a scan that would need about {need / GB:.1f} "
-            f"GB of memory (the limit is {maxGb:.1f} GB). A CT of the abdomen is far "
-            "smaller: the file may be damaged. If the scan is real, downsample it, or raise "
-            "the limit (--max-gb).")
-
-
-def loadScan(scan):
-    """Load a scan (``inputs.ScanInput``) with Slicer's volume reader: a volume file, or
-    the files of one DICOM series."""
+def loadScan(scan, maxGb: float):
+    """Read a scan (``inputs.ScanInput``) as ``l3locator`` does (``inputs.read_input``: a DICOM
+    series through the same slice-position checks, a scan needing more than ``maxGb`` GB
+    refused before reading) and add it to the scene from its voxel array. Raises
+    ``InputError`` with the command's message."""
     import slicer
 
-    from L3LocatorLib.errors import InputError
+    from L3LocatorLib.inputs import read_input
+    from L3LocatorLib.volume import GB
 
-    properties = {"name": scan.stem, "singleFile": False, "show": False}
-    fileName = scan.path
-    if scan.is_dicom:
-        fileName = scan.files[0]
-        properties["fileNames"] = [str(f) for f in scan.files]
-    try:
-        node = slicer.util.loadVolume(str(fileName), properties)
-    except RuntimeError as error:
-        raise InputError(
-            f"{scan.path}: could not be read as a CT image. The file may be damaged, still "
-            f"being copied, or in a format Slicer does not read. ({_firstLine(error)})"
-        ) from None
-    if node is None:  # older Slicer returned None instead of raising
-        raise InputError(f"{scan.path}: could not be read as a CT image.")
-    return node
+    volume = read_input(scan, max_bytes=maxGb * GB)
+    return slicer.util.addVolumeFromArray(volume.array, volume.ijk_to_ras, scan.stem)
 
 
 def saveResult(volumeNode, pointListNode, folder: Path, stem: str, result) -> None:

@@ -14,7 +14,8 @@ Base/Python/slicer/slicerqt.py):
   Run it with a timeout: a script that forgets to exit hangs here as it hangs in Slicer.
 
 Stand-in options (before ``--``): ``--version 5.8`` (which Slicer to imitate),
-``--pip-fails`` (pip exits with status 1, as it does offline), ``--hide-distribution NAME``
+``--pip-fails`` (pip exits with status 1, as it does offline), ``--pip-cannot-start``
+(Slicer finds no PythonSlicer to run pip with: ``RuntimeError``), ``--hide-distribution NAME``
 (importlib.metadata does not find NAME: a Slicer where it was never installed),
 ``--block-import NAME`` (``import NAME`` fails: a broken installation), ``--broken-exit``
 (``slicer.util.exit`` raises, as with an application object it does not expect).
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument("--no-main-window", action="store_true")
     parser.add_argument("--version", default="5.12")
     parser.add_argument("--pip-fails", action="store_true")
+    parser.add_argument("--pip-cannot-start", action="store_true")
     parser.add_argument("--hide-distribution", action="append", default=[])
     parser.add_argument("--block-import", action="append", default=[])
     parser.add_argument("--broken-exit", action="store_true")
@@ -101,6 +103,7 @@ def main() -> None:
 
     slicer.reset(version=options.version)
     slicer.util.pipFailure["returncode"] = 1 if options.pip_fails else 0
+    slicer.util.pipFailure["pythonSlicerMissing"] = options.pip_cannot_start
     slicer.app.commandOptions().pythonScript = options.python_script
     if options.broken_exit:
         def brokenExit(status=0):

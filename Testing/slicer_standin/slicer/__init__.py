@@ -17,7 +17,10 @@ What is real and what is faked (see README.md beside this folder):
   ``qSlicerCoreIOManager``; here they call the same MRML logic the IO manager's
   volume reader calls: ``vtkSlicerVolumesLogic.AddArchetypeVolume`` and storage nodes),
   ``pip_install`` (records, never installs), ``qt``/``ctk`` widgets, the
-  ``parameterNodeWrapper`` (same API, fewer types) and ``ScriptedLoadableModule`` bases.
+  ``parameterNodeWrapper`` (same API, fewer types) and ``ScriptedLoadableModule`` bases;
+  ``slicer.i18n`` (Slicer's ``tr``/``translate``, no translations loaded) and the
+  ``SampleData`` module beside this package (registration with Slicer's signature; its
+  button's call to a custom downloader) are small re-implementations.
 
 Import it by putting ``Testing/slicer_standin`` first on ``sys.path``; ``reset()``
 gives a fresh scene between tests.
@@ -86,7 +89,8 @@ def reset(testing: bool = False, version: str = _standin.DEFAULT_VERSION):
     modules.volumes = _standin.Module("Volumes", volumesLogic)
     util.displayed.clear()
     util.pipInstalls.clear()
-    util.pipFailure["returncode"] = 0
+    util.pipFailure.update(returncode=0, pythonSlicerMissing=False)
+    app.connections.clear()
     import qt
 
     qt.slotExceptions.clear()

@@ -106,6 +106,17 @@ class App:
 
         return qt.QSettings()
 
+    def translate(self, context, text):
+        """QCoreApplication::translate: no translation is loaded (English)."""
+        return text
+
+    def emitStartupCompleted(self):
+        """What qSlicerApplication does once every module is loaded (stand-in only): call
+        what was connected to ``startupCompleted()``."""
+        for signal, slot in self.connections:
+            if signal == "startupCompleted()":
+                slot()
+
     def exit(self, status=0):
         """QCoreApplication::exit: asks the event loop to end with ``status``; the Python
         code that called it goes on running (``run_slicer.py`` ends the process after the
@@ -164,8 +175,10 @@ CONFIRM_ANSWERS: list = []
 #: requirement lists passed to pip_install (nothing is ever installed)
 PIP_INSTALLS: list = []
 #: ``PIP_FAILURE["returncode"]``: when set, pip "runs" and exits with it, as pip does
-#: offline (every Slicer version then raises ``subprocess.CalledProcessError``)
-PIP_FAILURE: dict = {"returncode": 0}
+#: offline (every Slicer version then raises ``subprocess.CalledProcessError``);
+#: ``PIP_FAILURE["pythonSlicerMissing"]``: pip cannot even start (Slicer's
+#: ``_executePythonModule`` raises ``RuntimeError("PythonSlicer executable not found")``)
+PIP_FAILURE: dict = {"returncode": 0, "pythonSlicerMissing": False}
 
 
 def _display(kind, level):
@@ -213,6 +226,8 @@ def run_pip(requirements):
     import slicer
 
     command = [sys.executable, "-m", "pip", "install", *requirements]
+    if PIP_FAILURE.get("pythonSlicerMissing"):  # util._executePythonModule, before pip runs
+        raise RuntimeError("PythonSlicer executable not found")
     PIP_INSTALLS.append(list(requirements))
     slicer.app.processEvents()  # logProcessOutput does, per line of pip's output
     returncode = PIP_FAILURE.get("returncode") or 0
