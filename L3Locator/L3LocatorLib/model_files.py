@@ -74,6 +74,9 @@ class ModelMetadata:
         answer_level: the level reported as the answer ("L3").
         threshold: peak probability below which the answer level is "absent"
             (calibrated on validation data with hard negatives).
+        flag_threshold: peak probability from which an answer below ``threshold`` is
+            still given, flagged, when both views point to one vertebra
+            (``presence.decide``; calibrated on real CT); None: no such answers.
         fusion: how the combined answer of two views is made (``FUSIONS``).
         weights: weights file name, relative to the JSON's folder.
         sha256: hex digest of the weights file.
@@ -94,6 +97,7 @@ class ModelMetadata:
     version: str = "0"
     answer_level: str = "L3"
     threshold: float = 0.5
+    flag_threshold: Optional[float] = None
     fusion: str = "network"
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -131,6 +135,9 @@ class ModelMetadata:
                 raise ModelError(f"{source}: the field \"{name}\" {problem} (found "
                                  f"{_shown(value)}). Re-export the model or fix the file.")
         meta = cls(**data)
+        if meta.flag_threshold is not None and meta.flag_threshold > meta.threshold:
+            raise ModelError(f"{source}: flag_threshold {meta.flag_threshold} is above the "
+                             f"threshold {meta.threshold}. Re-calibrate the model.")
         if meta.answer_level not in meta.levels:
             raise ModelError(f"{source}: answer level {meta.answer_level!r} is not one of its "
                              f"levels {meta.levels}. Re-export the model.")
@@ -228,6 +235,7 @@ _FIELD_CHECKS: dict[str, Any] = {
     "levels": _names(),
     "answer_level": _text,
     "threshold": _probability,
+    "flag_threshold": lambda value: "" if value is None else _probability(value),
     "fusion": _fusion,
     "weights": _weights_name,
     "sha256": _sha256,
