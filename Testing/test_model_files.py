@@ -11,6 +11,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -446,3 +447,46 @@ def test_item9_the_shipped_weights_read_exactly_as_numpy_reads_them():
         assert sorted(ours) == sorted(reference.files)
         for name in reference.files:
             np.testing.assert_array_equal(ours[name], reference[name], strict=True)
+
+
+def _odd_weights(kind: str, shipped_copy: Path) -> None:
+    """The model's weights with one odd member (hash made to match)."""
+    weights = shipped_copy.parent / json.loads(shipped_copy.read_text())["weights"]
+    with zipfile.ZipFile(weights) as archive:
+        members = [(info, archive.read(info)) for info in archive.infolist()]
+    first_info, first_data = members[0]
+    if kind == "not_npy":
+        members.append((zipfile.ZipInfo("readme.txt"), b"hello"))
+    elif kind == "repeated":
+        members.append((zipfile.ZipInfo(first_info.filename), first_data))
+    elif kind == "npy_version_3":
+        members[0] = (first_info, b"\x93NUMPY\x03\x00" + first_data[8:])
+    elif kind == "big_endian":
+        array = np.load(io.BytesIO(first_data))
+        buffer = io.BytesIO()
+        np.save(buffer, array.astype(">f4"))
+        members[0] = (first_info, buffer.getvalue())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the repeated name
+        with zipfile.ZipFile(weights, "w") as archive:
+            for info, data in members:
+                archive.writestr(info, data)
+    if kind == "encrypted":  # the first member's "encrypted" flag, in both its headers
+        data = bytearray(weights.read_bytes())
+        for signature, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+            data[data.index(signature) + flags_at] |= 0x1
+        weights.write_bytes(bytes(data))
+    _point_at(shipped_copy, weights)
+
+
+@pytest.mark.parametrize("kind,words", [
+    ("encrypted", "encrypted"),
+    ("not_npy", "'readme.txt' is not a .npy array"),
+    ("repeated", "is repeated"),
+    ("npy_version_3", "version"),
+    ("big_endian", ">f4"),
+])
+def test_item9_odd_members_are_refused_with_a_model_error(shipped_copy, kind, words):
+    _odd_weights(kind, shipped_copy)
+    with pytest.raises(ModelError, match=words):
+        load_model(shipped_copy, device="cpu")

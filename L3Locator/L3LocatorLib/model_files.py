@@ -462,7 +462,8 @@ def read_weights(path: Path, expected: Optional[Mapping[str, ParamSpec]] = None,
             members = _member_headers(archive, path)
             _check_members(members, expected, path, model, max_bytes)
             return {name: _read_member(archive, member) for name, member in members.items()}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError,
+            RuntimeError) as error:  # RuntimeError: an encrypted member
         raise ModelError(
             f"Cannot read the weights file {path} ({error}). It is damaged or not a weights "
             "file of plain numbers; re-download or re-export the model.") from None
