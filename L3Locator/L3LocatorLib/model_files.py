@@ -344,6 +344,7 @@ def _check_ranges(meta: ModelMetadata, source: str) -> None:
                          "The model file is damaged or was edited by hand; re-export or "
                          "re-download the model.")
 
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file (read in 1 MiB blocks)."""
     digest = hashlib.sha256()

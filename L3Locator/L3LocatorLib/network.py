@@ -42,6 +42,7 @@ from .projection import Projections, network_input
 
 log = logging.getLogger(__name__)
 
+
 def build_model(config: ModelConfig | str = "default") -> Any:
     """A freshly initialised ``paddle.nn.Layer`` for ``config`` (or a preset name of
     ``model.PRESETS``). Raises ``DependencyError`` when PaddlePaddle is missing."""
@@ -284,10 +285,10 @@ __all__ = [
     "parameter_specs",
     "predict_views",
     "read_metadata",
+    "read_weights",
     "resolve_device",
     "sha256_file",
     "verified_weights_path",
     "view_probabilities",
     "weights_path",
-    "read_weights",
 ]
