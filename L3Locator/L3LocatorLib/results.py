@@ -103,11 +103,12 @@ class ResultsFile:
             raise self._unwritable(error) from None
         if self._stream.tell() == 0 and not self.jsonl:
             try:
-                self._append(_csv_line(self.fields))
-            except OutputError:
-                if not exists:  # a full disk: leave no empty or cut file behind
+                self._write(_csv_line(self.fields))
+            except OSError as error:  # a full disk: leave no empty or cut file behind
+                self._close_stream()
+                if not exists:
                     target.unlink(missing_ok=True)
-                raise
+                raise self._unwritable(error) from None
 
     def _unwritable(self, error: OSError) -> OutputError:
         return OutputError(
@@ -195,9 +196,7 @@ class ResultsFile:
         if self._stream is None:
             raise OutputError(f"{self.path} is closed.")
         try:
-            self._stream.write(text)
-            self._stream.flush()
-            os.fsync(self._stream.fileno())
+            self._write(text)
         except OSError as error:  # a full disk, a lost network share
             self._close_stream()
             raise OutputError(
@@ -205,6 +204,12 @@ class ResultsFile:
                 f"({error.strerror or error}). The rows finished before are in it; free some "
                 "disk space (or choose another folder), then run the same command with "
                 "--resume.") from None
+
+    def _write(self, text: str) -> None:
+        assert self._stream is not None
+        self._stream.write(text)
+        self._stream.flush()
+        os.fsync(self._stream.fileno())
 
     def _close_stream(self) -> None:
         """Close the stream; a row that could not be written stays cut (resume redoes it)."""
