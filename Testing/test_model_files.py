@@ -345,14 +345,12 @@ def test_item9_every_numeric_setting_has_its_range_in_one_table():
 
 
 def _absurd_settings() -> list[tuple[str, str, object]]:
+    """The issue's values, then one below and one far above each range."""
     cases = [("preprocess", "slab_mm", 1e-9), ("preprocess", "hu_max", 1e308),
              ("preprocess", "pixel_mm", 0.001), ("arch", "context_dilations", [1, 10**6])]
     for section, limits in SETTING_RANGES.items():
         for name, (low, high) in limits.items():
-            whole = name in ("context_dilations",) or isinstance(
-                getattr(ModelConfig if section == "arch" else PreprocessConfig, name), int)
-            below, above = (low - 1, high * 10 + 1) if whole else (low - 0.5, high * 10 + 1.0)
-            for value in (below, above):
+            for value in (low - 1, high * 10 + 1):
                 cases.append((section, name, [value] if name == "context_dilations" else value))
     return cases
 
@@ -361,13 +359,6 @@ def _absurd_settings() -> list[tuple[str, str, object]]:
 def test_item9_absurd_settings_are_refused_as_model_errors(shipped_copy, section, name, value):
     meta = json.loads(shipped_copy.read_text())
     meta[section][name] = value
-    if name == "hu_min":  # keep the window ordered: the range alone must refuse it
-        meta[section]["hu_max"] = max(value + 1, 1500.0)
-    if name == "hu_max":
-        meta[section]["hu_min"] = min(value - 1, 100.0)
-    if name in ("body_hu", "bone_hu"):
-        meta[section]["body_hu" if name == "bone_hu" else "bone_hu"] = (
-            value - 1 if name == "bone_hu" else value + 1)
     shipped_copy.write_text(json.dumps(meta))
     with pytest.raises(ModelError, match=f"{name} is .*, outside") as info:
         read_metadata(shipped_copy)
