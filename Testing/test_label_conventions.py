@@ -299,8 +299,8 @@ def test_checkpoint_average_exports_a_loadable_model(tmp_path):
 
 def test_init_weights_from_the_shipped_npz_reproduce_its_outputs():
     """``--init`` (fine-tuning) starts from exactly the shipped network."""
-    from L3LocatorLib.model import build_model, import_paddle
-    from L3LocatorLib.network import default_model_path, load_model, read_metadata
+    from L3LocatorLib.model import import_paddle
+    from L3LocatorLib.network import build_model, default_model_path, load_model, read_metadata
     from training.train import load_weights
 
     path = default_model_path()

@@ -10,11 +10,11 @@ from L3LocatorLib.model import (
     LEVELS,
     PRESETS,
     ModelConfig,
-    build_model,
     count_parameters,
     preset,
     row_logits,
 )
+from L3LocatorLib.network import build_model
 
 paddle = pytest.importorskip("paddle")
 

@@ -11,12 +11,12 @@ import pytest
 from L3LocatorLib import network
 from L3LocatorLib.decode import decode_prediction
 from L3LocatorLib.errors import DependencyError, ModelError
-from L3LocatorLib.model import LEVELS, build_model, preset
+from L3LocatorLib.model import LEVELS, preset
+from L3LocatorLib.model_files import ModelMetadata, read_metadata
 from L3LocatorLib.network import (
-    ModelMetadata,
+    build_model,
     load_model,
     predict_views,
-    read_metadata,
     resolve_device,
 )
 from L3LocatorLib.projection import PreprocessConfig, ProjectionGeometry, Projections

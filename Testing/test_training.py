@@ -251,7 +251,7 @@ def test_sample_cache_round_trip(tmp_path):
 
 def test_tiny_preset_loss_goes_down():
     paddle = pytest.importorskip("paddle")
-    from L3LocatorLib.model import build_model
+    from L3LocatorLib.network import build_model
     from training.train import TrainConfig, loss_fn, make_batch
 
     paddle.seed(0)
@@ -293,7 +293,7 @@ def test_cli_train_then_evaluate_end_to_end(tmp_path, monkeypatch):
     assert [h["epoch"] for h in state["history"]] == [1, 2]
     # The exported model loads and agrees with the checkpoint's network.
     loaded = load_model(out / "model.json", device="cpu")
-    from L3LocatorLib.model import build_model
+    from L3LocatorLib.network import build_model
 
     net = build_model(loaded.config)
     net.set_state_dict(paddle.load(str(out / "checkpoints" / "last.pdparams")))

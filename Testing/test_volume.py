@@ -172,3 +172,103 @@ def test_closest_axis_finds_each_ras_axis_whatever_the_storage(perm, flips, tilt
     for voxel_axis, ras_axis in enumerate(perm):
         assert closest_axis(matrix, ras_axis) == voxel_axis
     assert slice_axis(matrix) == Volume(np.zeros((2, 2, 2)), matrix).slice_axis == perm.index(2)
+
+
+# ------------------------------------------------------------ item 10 (issue 24)
+
+
+def _detached_scan(folder, suffix: str):
+    """A small scan written as a header (.nhdr or .mhd) with its voxels in a .raw beside
+    it; returns (header path, the volume)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    volume = Volume.from_geometry(
+        np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6), (1.0, 1.0, 2.0))
+    header = write_volume(volume, folder / f"scan{suffix}", compress=False)
+    return header, volume
+
+
+def _point_header_at(header, value: str, extra_lines: tuple = ()) -> None:
+    """Rewrite the header's data file field (the last line of both formats)."""
+    key = "data file: " if header.suffix == ".nhdr" else "ElementDataFile = "
+    lines = [line for line in header.read_text().splitlines()
+             if not line.startswith(key.split(" ")[0])]
+    header.write_text("\n".join([*lines, key + value, *extra_lines]) + "\n")
+
+
+def _outside_copy(tmp_path, header):
+    """The header's voxels copied outside its folder (what a hostile header would name)."""
+    raw = header.with_suffix(".raw")
+    secret = tmp_path / "elsewhere" / "secret.raw"
+    secret.parent.mkdir(exist_ok=True)
+    secret.write_bytes(raw.read_bytes())
+    return secret
+
+
+@pytest.mark.parametrize("suffix", [".nhdr", ".mhd"])
+def test_item10_a_detached_data_file_beside_the_header_is_read(tmp_path, suffix):
+    header, volume = _detached_scan(tmp_path / "scan", suffix)
+    np.testing.assert_array_equal(read_volume(header).array, volume.array)
+
+
+@pytest.mark.parametrize("suffix,how", [
+    *itertools.product([".nhdr", ".mhd"], ["relative", "absolute", "list", "pattern", "link"]),
+    (".nhdr", "datafile"),  # the other spelling of the NRRD field
+])
+def test_item10_a_data_file_outside_the_headers_folder_is_refused(tmp_path, suffix, how):
+    header, _ = _detached_scan(tmp_path / "scans" / "p1", suffix)
+    secret = _outside_copy(tmp_path, header)
+    if how == "relative":
+        _point_header_at(header, "../../elsewhere/secret.raw")
+    elif how == "absolute":
+        _point_header_at(header, str(secret))
+    elif how == "list":
+        _point_header_at(header, "LIST 3", ("../../elsewhere/secret.raw",))
+    elif how == "pattern":
+        (tmp_path / "elsewhere" / "s1.raw").write_bytes(secret.read_bytes())
+        _point_header_at(header, "../../elsewhere/s%d.raw 1 1 1 3")
+    elif how == "link":
+        (header.parent / "link.raw").symlink_to(secret)
+        _point_header_at(header, "link.raw")
+    else:
+        text = header.read_text().replace("data file: scan.raw", f"datafile: {secret}")
+        header.write_text(text)
+    with pytest.raises(InputError, match="outside the header's folder") as info:
+        read_volume(header)
+    assert header.name in str(info.value)
+
+
+def test_item10_an_attached_nrrd_naming_a_data_file_elsewhere_is_refused(tmp_path):
+    """A .nrrd may name a detached file too (its header ends at the first blank line)."""
+    header, _ = _detached_scan(tmp_path / "scan", ".nhdr")
+    secret = _outside_copy(tmp_path, header)
+    nrrd = header.with_suffix(".nrrd")
+    nrrd.write_text(header.read_text().replace("data file: scan.raw", f"data file: {secret}"))
+    with pytest.raises(InputError, match="outside the header's folder"):
+        read_volume(nrrd)
+
+
+@pytest.mark.parametrize("suffix", [".nhdr", ".mhd"])
+def test_item10_a_list_of_files_beside_the_header_is_read(tmp_path, suffix):
+    header, volume = _detached_scan(tmp_path / "scan", suffix)
+    raw = header.with_suffix(".raw").read_bytes()
+    per_slice = len(raw) // 4
+    names = [f"slice{k}.raw" for k in range(4)]
+    for k, name in enumerate(names):
+        (header.parent / name).write_bytes(raw[k * per_slice:(k + 1) * per_slice])
+    _point_header_at(header, "LIST 2", tuple(names))
+    np.testing.assert_array_equal(read_volume(header).array, volume.array)
+
+
+@pytest.mark.parametrize("suffix", [".nhdr", ".mhd"])
+def test_item10_a_file_name_pattern_beside_the_header_is_read_an_unknown_one_refused(
+        tmp_path, suffix):
+    header, volume = _detached_scan(tmp_path / "scan", suffix)
+    raw = header.with_suffix(".raw").read_bytes()
+    for k in range(4):  # one file per slice: part001.raw ... part004.raw
+        (header.parent / f"part{k + 1:03d}.raw").write_bytes(raw[k * 60:(k + 1) * 60])
+    dim = " 2" if suffix == ".nhdr" else ""
+    _point_header_at(header, f"part%03d.raw 1 4 1{dim}")
+    np.testing.assert_array_equal(read_volume(header).array, volume.array)
+    _point_header_at(header, f"part%s.raw 1 4 1{dim}")
+    with pytest.raises(InputError, match="pattern"):
+        read_volume(header)

@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import benchmark_ct, median_time  # noqa: E402
 
 from L3LocatorLib.locate import locate  # noqa: E402
-from L3LocatorLib.model import build_model, import_paddle, preset  # noqa: E402
-from L3LocatorLib.network import load_model  # noqa: E402
+from L3LocatorLib.model import import_paddle, preset  # noqa: E402
+from L3LocatorLib.network import build_model, load_model  # noqa: E402
 from L3LocatorLib.projection import project  # noqa: E402
 from L3LocatorLib.volume import read_volume, write_volume  # noqa: E402
 from training.original_port import seed_preprocess  # noqa: E402

@@ -11,7 +11,8 @@ import time
 
 import numpy as np
 
-from L3LocatorLib.model import build_model, count_parameters, preset
+from L3LocatorLib.model import count_parameters, preset
+from L3LocatorLib.network import build_model
 
 
 def _time(fn, repeat: int) -> float:

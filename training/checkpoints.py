@@ -29,7 +29,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from L3LocatorLib.model import import_paddle
-from L3LocatorLib.network import FUSIONS, load_model, read_metadata
+from L3LocatorLib.model_files import FUSIONS, read_metadata
+from L3LocatorLib.network import load_model
 from L3LocatorLib.projection import PreprocessConfig
 
 from .evaluate import calibrate_threshold, predict_samples, presence_confidences

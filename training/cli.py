@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from L3LocatorLib.network import read_metadata
+from L3LocatorLib.model_files import read_metadata
 from L3LocatorLib.preprocess import PreprocessConfig
 
 from .evaluate import evaluate_model, format_metrics

@@ -29,7 +29,7 @@ import numpy as np
 from L3LocatorLib import __version__
 from L3LocatorLib.errors import DependencyError, ModelError
 from L3LocatorLib.model import import_paddle
-from L3LocatorLib.network import WEIGHTS_SUFFIX, ModelMetadata, read_metadata, sha256_file
+from L3LocatorLib.model_files import WEIGHTS_SUFFIX, ModelMetadata, read_metadata, sha256_file
 from L3LocatorLib.projection import PreprocessConfig
 from L3LocatorLib.result import jsonable
 

@@ -22,17 +22,12 @@ from L3LocatorLib.errors import ModelError
 from L3LocatorLib.model import (
     LEVELS,
     ModelConfig,
-    build_model,
     count_parameters,
     import_paddle,
     preset,
 )
-from L3LocatorLib.network import (
-    expand_channels,
-    read_metadata,
-    read_weights,
-    verified_weights_path,
-)
+from L3LocatorLib.model_files import read_metadata, read_weights, verified_weights_path
+from L3LocatorLib.network import build_model, expand_channels
 from L3LocatorLib.projection import PreprocessConfig, window
 
 from .augment import AugmentConfig, augment, band_target_2d, row_targets

@@ -16,7 +16,8 @@ a one-line summary on stderr at the end. ``needs_review`` is true when the level
 should be checked by a person, for the reasons in ``review``. Every input named or
 found gets a row, including those that cannot be read. Exit status: 0 when no scan
 errored, 1 when any did, 2 on bad usage or a results file that cannot be used
-(exists without --resume, not ours, locked by another batch, not writable), 3 when
+(exists without --resume, not ours, locked by another batch, not writable, a disk that
+fills up during the batch) or a Dask scheduler that cannot be reached, 3 when
 interrupted (the finished rows are kept).
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -47,7 +49,7 @@ from .locate import locate
 from .network import load_model
 from .qa import save_qa_png
 from .result import L3Result
-from .results import ResultsFile
+from .results import OutputError, ResultsFile
 from .volume import GB
 
 log = logging.getLogger("l3locator")
@@ -148,6 +150,9 @@ def run_locate(args: argparse.Namespace) -> int:
         where = f"are in {args.output}; add --resume to continue" if results else "were printed"
         print(f"Interrupted. The finished rows {where}.", file=sys.stderr)
         return EXIT_STOPPED
+    except L3LocatorError as error:  # the results could not be written (a full disk)
+        print(str(error), file=sys.stderr)
+        return EXIT_USAGE
     finally:
         if results is not None:
             results.close()
@@ -173,7 +178,14 @@ def _locator(args: argparse.Namespace) -> Callable[[ScanInput, Any], L3Result]:
 
 
 def _print_row(row: dict[str, Any]) -> None:
-    print(json.dumps(row), flush=True)
+    try:
+        print(json.dumps(row), flush=True)
+    except OSError as error:  # stdout on a full disk
+        # Nothing more can reach it: point it at nothing so that exiting does not fail too.
+        sys.stdout = open(os.devnull, "w")  # open until the process exits
+        raise OutputError(f"The rows could not be printed ({error.strerror or error}). "
+                          "Free some disk space, or write them with --output to a disk that "
+                          "has room.") from None
 
 
 # ------------------------------------------------------------------ demo and phantom

@@ -145,20 +145,6 @@ def preset(name: str, **overrides: Any) -> ModelConfig:
     return replace(PRESETS[name], **overrides) if overrides else PRESETS[name]
 
 
-def build_model(config: ModelConfig | str = "default") -> Any:
-    """A freshly initialised ``paddle.nn.Layer`` for ``config`` (or a preset name).
-
-    Raises ``DependencyError`` when PaddlePaddle is missing.
-    """
-    if isinstance(config, str):
-        config = preset(config)
-    import_paddle()  # a clear message when PaddlePaddle is missing
-    from . import networks  # imports paddle: only when a network is built
-
-    cls = networks.RowNet if config.arch == "rownet" else networks.UNet2D
-    return cls(config)
-
-
 def row_logits(model: Any, x: Any) -> Any:
     """Per-row logits ``[B, n_outputs, H]`` of either architecture for input ``[B, C, H, W]``
     (a paddle Tensor)."""

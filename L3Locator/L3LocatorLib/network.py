@@ -1,337 +1,66 @@
-"""The network stage: load a trained model (metadata JSON + weights), pick a device, and
-turn one scan's projections into per-level row probabilities.
+"""The network stage: build a network, load a trained model onto a device, and turn one
+scan's projections into per-level row probabilities.
 
-A model is two files side by side::
-
-    <name>.json       ModelMetadata: format, architecture, preprocessing, views,
-                      levels, absent threshold, weights file name and sha256,
-                      training data, metrics, software versions
-    <name>.npz        the weights: one plain numeric array per parameter name, read with
-                      ``numpy.load(allow_pickle=False)``
-
-Loading a model never runs code from its files: the weights format holds numbers only
-(PaddlePaddle's ``.pdparams`` is a Python pickle, which can run anything when loaded, so it
-is refused; ``python -m training.export convert`` converts one you trust). The sha256 in
-the JSON proves the two files belong together, not where they came from.
-
-``load_model`` refuses a JSON it cannot honour (unknown format version, any field of the
-wrong type or out of range, a ``weights`` entry that is not a plain file name beside the
-JSON) and weights that are missing, truncated or do not match (sha256 and parameter
-shapes), each with a ``ModelError`` that names the file and says what to do. ``predict_views`` runs
-one model on one scan's projections and returns per-level probabilities for
-the fused views and for each view alone (the other view's channel zeroed;
-models are trained with such view dropout); ``decode`` reads rows off them.
+Reading and checking a model's files (metadata JSON, ``.npz`` weights) is
+``model_files``'s job; ``load_model`` builds the network the metadata describes, asks
+``model_files`` for weights that fit it exactly (every parameter's shape and dtype,
+checked before a byte of weights is inflated) and caches the result per process.
+``predict_views`` runs one model on one scan's projections and returns per-level
+probabilities for the fused views and for each view alone (the other view's channel
+zeroed; models are trained with such view dropout); ``decode`` reads rows off them.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import math
 import os
 import threading
 import time
-import zipfile
-from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
-from .errors import DependencyError, ModelError, refuse_unknown_fields
-from .model import LEVELS, ModelConfig, build_model, import_paddle
-from .projection import PreprocessConfig, Projections, network_input
+from .errors import DependencyError, ModelError
+from .model import LEVELS, ModelConfig, import_paddle, preset
+from .model_files import (  # re-exported: the public import paths of model files stay here
+    DEFAULT_MODEL_NAME,
+    FORMAT_VERSION,
+    FUSIONS,
+    MODEL_FORMAT,
+    ModelMetadata,
+    ParamSpec,
+    default_model_path,
+    models_dir,
+    read_metadata,
+    read_weights,
+    sha256_file,
+    verified_weights_path,
+    weights_path,
+)
+from .projection import Projections, network_input
 
 log = logging.getLogger(__name__)
 
-#: The ``format`` field every model JSON carries.
-MODEL_FORMAT = "l3locator-model"
-#: The metadata layout this code reads and writes.
-FORMAT_VERSION = 1
-#: File name of the model used when none is given.
-DEFAULT_MODEL_NAME = "default.json"
-VIEWS = ("frontal", "sagittal")
-#: How a two-view model's combined ("fused") answer is made: "network" runs the network on
-#: both views at once; "mean" averages the probabilities of each view run alone (late
-#: fusion, for models trained on single views).
-FUSIONS = ("network", "mean")
-#: The weights file ending: NumPy .npz of plain numeric arrays (no pickle).
-WEIGHTS_SUFFIX = ".npz"
-#: Weights files that are Python pickles (PaddlePaddle): refused, never opened.
-PICKLE_SUFFIXES = (".pdparams", ".pdopt", ".pkl", ".pickle", ".pt", ".pth")
+
+def build_model(config: ModelConfig | str = "default") -> Any:
+    """A freshly initialised ``paddle.nn.Layer`` for ``config`` (or a preset name of
+    ``model.PRESETS``). Raises ``DependencyError`` when PaddlePaddle is missing."""
+    if isinstance(config, str):
+        config = preset(config)
+    import_paddle()  # a clear message when PaddlePaddle is missing
+    from . import networks  # imports paddle: only when a network is built
+
+    cls = networks.RowNet if config.arch == "rownet" else networks.UNet2D
+    return cls(config)
 
 
-@dataclass
-class ModelMetadata:
-    """Everything needed to rebuild, trust and describe a trained model.
-
-    Attributes:
-        name, version: identify the model (shown in results and QA pictures).
-        arch: ``ModelConfig.to_dict()``.
-        preprocess: ``PreprocessConfig.to_dict()`` used for training.
-        views: input channels in order, from ``("frontal", "sagittal")``; a model whose
-            ``in_channels`` is a multiple of ``len(views)`` gets each view repeated
-            (the seed feeds one view three times).
-        levels: output channel names, superior -> inferior (e.g. ``LEVELS``).
-        answer_level: the level reported as the answer ("L3").
-        threshold: peak probability below which the answer level is "absent"
-            (calibrated on validation data with hard negatives).
-        flag_threshold: peak probability from which an answer below ``threshold`` is
-            still given, flagged, when both views point to one vertebra
-            (``presence.decide``; calibrated on real CT); None: no such answers.
-        fusion: how the combined answer of two views is made (``FUSIONS``).
-        weights: weights file name, relative to the JSON's folder.
-        sha256: hex digest of the weights file.
-        training: description of the training data and settings.
-        metrics: evaluation figures (validation), free-form.
-        software: versions of the software that trained the model.
-        created: ISO date/time.
-        format, format_version: ``MODEL_FORMAT`` and ``FORMAT_VERSION``.
-    """
-
-    name: str
-    arch: dict[str, Any]
-    preprocess: dict[str, Any]
-    views: list[str]
-    levels: list[str]
-    weights: str
-    sha256: str
-    version: str = "0"
-    answer_level: str = "L3"
-    threshold: float = 0.5
-    flag_threshold: Optional[float] = None
-    fusion: str = "network"
-    training: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    software: dict[str, Any] = field(default_factory=dict)
-    created: str = ""
-    format: str = MODEL_FORMAT
-    format_version: int = FORMAT_VERSION
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "the model file") -> ModelMetadata:
-        """Validate and build; raises ``ModelError`` naming ``source`` when not understood."""
-        if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
-            raise ModelError(
-                f"{source} is not an L3Locator model description (expected \"format\": "
-                f"\"{MODEL_FORMAT}\"). Choose the .json file written next to the weights."
-            )
-        version = data.get("format_version")
-        if version != FORMAT_VERSION:
-            raise ModelError(
-                f"{source} uses model format version {version}; this version of L3Locator "
-                f"reads version {FORMAT_VERSION}. Update L3Locator or use a model made for it."
-            )
-        refuse_unknown_fields(cls, data, source)
-        missing = [f.name for f in fields(cls) if f.name not in data
-                   and f.default is MISSING and f.default_factory is MISSING]
-        if missing:
-            raise ModelError(f"{source} is incomplete (no {', '.join(missing)}). Re-export the "
-                             "model.")
-        for name, value in data.items():
-            problem = _FIELD_CHECKS[name](value)
-            if problem:
-                raise ModelError(f"{source}: the field \"{name}\" {problem} (found "
-                                 f"{_shown(value)}). Re-export the model or fix the file.")
-        meta = cls(**data)
-        if meta.flag_threshold is not None and meta.flag_threshold > meta.threshold:
-            raise ModelError(f"{source}: flag_threshold {meta.flag_threshold} is above the "
-                             f"threshold {meta.threshold}. Re-calibrate the model.")
-        if meta.answer_level not in meta.levels:
-            raise ModelError(f"{source}: answer level {meta.answer_level!r} is not one of its "
-                             f"levels {meta.levels}. Re-export the model.")
-        return meta
-
-    @property
-    def model_config(self) -> ModelConfig:
-        return ModelConfig.from_dict(self.arch)
-
-    @property
-    def preprocess_config(self) -> PreprocessConfig:
-        return PreprocessConfig.from_dict(self.preprocess)
-
-
-def _shown(value: Any) -> str:
-    text = json.dumps(value) if _json_ok(value) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _json_ok(value: Any) -> bool:
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _text(value: Any) -> str:
-    return "" if isinstance(value, str) and value.strip() else "must be non-empty text"
-
-
-def _any_text(value: Any) -> str:
-    return "" if isinstance(value, str) else "must be text"
-
-
-def _mapping(value: Any) -> str:
-    return "" if isinstance(value, dict) else "must be an object ({...})"
-
-
-def _names(allowed: Optional[tuple[str, ...]] = None) -> Any:
-    def check(value: Any) -> str:
-        if (not isinstance(value, list) or not value
-                or not all(isinstance(v, str) and v for v in value)):
-            return "must be a non-empty list of names"
-        if len(set(value)) != len(value):
-            return "must not repeat a name"
-        if allowed is not None and not set(value) <= set(allowed):
-            return f"may only hold {', '.join(allowed)}"
-        return ""
-
-    return check
-
-
-def _probability(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return "must be a number"
-    if not math.isfinite(value) or not 0.0 < value < 1.0:
-        return "must be a probability strictly between 0 and 1"
-    return ""
-
-
-def _fusion(value: Any) -> str:
-    return "" if value in FUSIONS else f"must be one of {', '.join(FUSIONS)}"
-
-
-def _weights_name(value: Any) -> str:
-    """A plain file name beside the JSON: no folder, no '..', no absolute path."""
-    if not isinstance(value, str) or not value.strip():
-        return "must be a file name"
-    if (value in (".", "..") or "/" in value or "\\" in value or ":" in value
-            or value.startswith(".") or os.path.isabs(value)):
-        return "must be a plain file name in the model's own folder (no path)"
-    return ""
-
-
-def _sha256(value: Any) -> str:
-    if (isinstance(value, str) and len(value) == 64
-            and all(c in "0123456789abcdef" for c in value)):
-        return ""
-    return "must be 64 lower-case hexadecimal digits"
-
-
-def _format_version(value: Any) -> str:
-    whole = isinstance(value, int) and not isinstance(value, bool)
-    return "" if whole else "must be a whole number"
-
-
-#: One check per ``ModelMetadata`` field: "" when the value is acceptable, else what is wrong.
-_FIELD_CHECKS: dict[str, Any] = {
-    "name": _text,
-    "version": _text,
-    "arch": _mapping,
-    "preprocess": _mapping,
-    "views": _names(VIEWS),
-    "levels": _names(),
-    "answer_level": _text,
-    "threshold": _probability,
-    "flag_threshold": lambda value: "" if value is None else _probability(value),
-    "fusion": _fusion,
-    "weights": _weights_name,
-    "sha256": _sha256,
-    "training": _mapping,
-    "metrics": _mapping,
-    "software": _mapping,
-    "created": _any_text,
-    "format": _text,
-    "format_version": _format_version,
-}
-
-
-def _check_settings(values: dict[str, Any], cls: type, what: str, source: str) -> None:
-    """Every field of a settings dataclass (``ModelConfig``, ``PreprocessConfig``) has the
-    type its default has, and every number is finite; raises ``ModelError``."""
-    for f in fields(cls):
-        if f.name not in values:
-            continue
-        value, default = values[f.name], getattr(cls, f.name, None)
-        if isinstance(default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif isinstance(default, float):
-            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
-                  and math.isfinite(value))
-        elif isinstance(default, str):
-            ok = isinstance(value, str)
-        elif isinstance(default, tuple):
-            ok = isinstance(value, list) and all(
-                isinstance(v, int) and not isinstance(v, bool) for v in value)
-        else:
-            ok = True
-        if not ok:
-            kind = type(default).__name__ if default is not None else "value"
-            raise ModelError(f"{source}: {what} field \"{f.name}\" must be a finite {kind} "
-                             f"(found {_shown(value)}). Re-export the model or fix the file.")
-
-
-def _check_ranges(meta: ModelMetadata, source: str) -> None:
-    """Sizes that must be positive, and windows that must be ordered."""
-    arch, pre = meta.arch, meta.preprocess
-    positive = {**{k: arch.get(k) for k in ("in_channels", "base_width", "n_outputs")},
-                **{k: pre.get(k) for k in ("pixel_mm", "width_mm", "slab_mm")}}
-    non_negative = {k: arch.get(k) for k in ("depth", "max_width", "decoder_width")}
-    non_negative["oblique_tolerance"] = pre.get("oblique_tolerance")
-    problems = [f"{k} must be above 0" for k, v in positive.items() if v is not None and v <= 0]
-    problems += [f"{k} must not be negative" for k, v in non_negative.items()
-                 if v is not None and v < 0]
-    if any(d < 1 for d in arch.get("context_dilations", ())):
-        problems.append("context_dilations must all be 1 or more")
-    if pre.get("hu_min", 0) >= pre.get("hu_max", 1):
-        problems.append("hu_min must be below hu_max")
-    fraction = pre.get("sagittal_spine_fraction")
-    if fraction is not None and not 0 <= fraction <= 1:
-        problems.append("sagittal_spine_fraction must be between 0 and 1")
-    if problems:
-        raise ModelError(f"{source}: invalid settings ({'; '.join(problems)}). Re-export the "
-                         "model or fix the file.")
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file (read in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-# ------------------------------------------------------------ loading
-
-
-def models_dir() -> Path:
-    """Folder of the shipped models: ``L3Locator/Resources/Models`` next to the package,
-    else the ``L3LocatorLib._models`` package data (wheel installs)."""
-    here = Path(__file__).resolve().parent.parent / "Resources" / "Models"
-    if here.is_dir():
-        return here
-    try:
-        from importlib import resources
-
-        packaged = Path(str(resources.files("L3LocatorLib") / "_models"))
-        if packaged.is_dir():
-            return packaged
-    except (ImportError, AttributeError, TypeError, ModuleNotFoundError):  # pragma: no cover
-        pass
-    return here
-
-
-def default_model_path() -> Path:
-    """Path of the default model's JSON (it may not exist)."""
-    return models_dir() / DEFAULT_MODEL_NAME
+def parameter_specs(network: Any) -> dict[str, ParamSpec]:
+    """Shape and dtype of every parameter and buffer of a paddle Layer, by name: what its
+    weights file must hold."""
+    return {name: (tuple(int(n) for n in tensor.shape),
+                   np.dtype(str(tensor.dtype).rsplit(".", 1)[-1]))
+            for name, tensor in network.state_dict().items()}
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -472,88 +201,6 @@ def clear_model_cache() -> None:
         _CACHE.clear()
 
 
-def read_metadata(path: str | os.PathLike[str]) -> ModelMetadata:
-    """Read and validate a model JSON without loading weights."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelError(
-            f"Cannot read the model description {path} ({error}). The file is damaged or not a "
-            "model .json; re-export or re-download the model."
-        ) from error
-    source = str(path)
-    meta = ModelMetadata.from_dict(data, source=source)
-    _check_settings(meta.arch, ModelConfig, "the architecture", source)
-    _check_settings(meta.preprocess, PreprocessConfig, "the preprocessing", source)
-    _check_ranges(meta, source)
-    try:
-        meta.model_config  # noqa: B018 - validates the architecture
-        meta.preprocess_config  # noqa: B018 - validates the preprocessing
-    except (TypeError, ValueError) as error:
-        raise ModelError(f"{source}: the model's settings are not understood ({error}). "
-                         "Re-export the model.") from None
-    return meta
-
-
-def weights_path(json_path: Path, meta: ModelMetadata) -> Path:
-    """The weights file of a model: the plain name in ``meta.weights``, beside the JSON.
-
-    Raises ``ModelError`` for weights in a pickle format (``.pdparams``): those can run
-    code when loaded and are never opened here.
-    """
-    name = meta.weights
-    if name.lower().endswith(PICKLE_SUFFIXES):
-        raise ModelError(
-            f"{json_path.name} names weights in PaddlePaddle's .pdparams format ({name}), a "
-            "Python pickle that can run any program when it is opened, so L3Locator does not "
-            "open it. If you trust where this model came from, convert it once with "
-            f"'python -m training.export convert {json_path} --trust-pickle' and use the "
-            "converted model; otherwise ask its author for the .npz version.")
-    if not name.lower().endswith(WEIGHTS_SUFFIX):
-        raise ModelError(f"{json_path.name} names weights {name!r}; L3Locator reads weights "
-                         f"from a {WEIGHTS_SUFFIX} file. Re-export the model.")
-    return json_path.parent / name
-
-
-def read_weights(path: Path) -> dict[str, np.ndarray]:
-    """The arrays of a ``.npz`` weights file, by parameter name. Never unpickles: a file
-    holding Python objects is refused (``ModelError``)."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise ValueError("not an .npz archive")
-            arrays = {name: data[name] for name in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise ModelError(
-            f"Cannot read the weights file {path} ({error}). It is damaged or not a weights "
-            "file of plain numbers; re-download or re-export the model.") from None
-    bad = [k for k, v in arrays.items() if v.dtype.kind not in "fiu"]
-    if bad:
-        raise ModelError(f"The weights file {path} holds non-numeric data ({bad[0]}); "
-                         "re-export the model.")
-    return arrays
-
-
-def verified_weights_path(json_path: Path, meta: ModelMetadata) -> Path:
-    """The weights file of a model (see ``weights_path``), present and matching the sha256
-    in its JSON; else ``ModelError`` saying what to do."""
-    weights = weights_path(json_path, meta)
-    if not weights.is_file():
-        raise ModelError(
-            f"The weights file {weights} named by {json_path.name} is missing. Copy it next to "
-            "the model .json (both files belong together) or re-export the model."
-        )
-    digest = sha256_file(weights)
-    if digest != meta.sha256:
-        raise ModelError(
-            f"The weights file {weights} does not match {json_path.name} (sha256 "
-            f"{digest[:12]}... instead of {meta.sha256[:12]}...): it is truncated, damaged or "
-            "from another model. Copy the matching weights or re-download the model."
-        )
-    return weights
-
-
 def _load_uncached(path: Path, device: str) -> LoadedModel:
     started = time.perf_counter()
     meta = read_metadata(path)
@@ -569,28 +216,7 @@ def _load_uncached(path: Path, device: str) -> LoadedModel:
     paddle = import_paddle()
     paddle.set_device(device)
     network = build_model(config)
-    state = read_weights(weights)
-    expected = network.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    wrong = [
-        k for k in expected
-        if k in state and list(state[k].shape) != list(expected[k].shape)
-    ]
-    if missing or extra or wrong:
-        detail = "; ".join(
-            part
-            for part in (
-                f"missing {', '.join(missing[:3])}" if missing else "",
-                f"unexpected {', '.join(extra[:3])}" if extra else "",
-                f"wrong shape {', '.join(wrong[:3])}" if wrong else "",
-            )
-            if part
-        )
-        raise ModelError(
-            f"The weights in {weights} do not fit the architecture described in {path.name} "
-            f"({detail}). The two files are from different models; re-export the model."
-        )
+    state = read_weights(weights, parameter_specs(network), model=path.name)
     network.set_state_dict({k: paddle.to_tensor(v) for k, v in state.items()})
     network.eval()
     log.info("Loaded model %s on %s in %.2f s", path, device, time.perf_counter() - started)
@@ -651,16 +277,18 @@ __all__ = [
     "LoadedModel",
     "MODEL_FORMAT",
     "ModelMetadata",
+    "build_model",
     "clear_model_cache",
     "default_model_path",
     "load_model",
     "models_dir",
-    "read_weights",
-    "weights_path",
+    "parameter_specs",
     "predict_views",
     "read_metadata",
+    "read_weights",
     "resolve_device",
     "sha256_file",
     "verified_weights_path",
     "view_probabilities",
+    "weights_path",
 ]

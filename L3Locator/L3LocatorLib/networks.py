@@ -1,4 +1,4 @@
-"""The PaddlePaddle network classes behind ``model.build_model`` (see ``model`` for the
+"""The PaddlePaddle network classes behind ``network.build_model`` (see ``model`` for the
 architectures). This module imports paddle at its top, so it is itself imported
 only when a network is built: ``import L3LocatorLib`` and ``model`` stay free of paddle.
 """

@@ -102,7 +102,13 @@ class ResultsFile:
         except OSError as error:
             raise self._unwritable(error) from None
         if self._stream.tell() == 0 and not self.jsonl:
-            self._append(_csv_line(self.fields))
+            try:
+                self._write(_csv_line(self.fields))
+            except OSError as error:  # a full disk: leave no empty or cut file behind
+                self._close_stream()
+                if not exists:
+                    target.unlink(missing_ok=True)
+                raise self._unwritable(error) from None
 
     def _unwritable(self, error: OSError) -> OutputError:
         return OutputError(
@@ -189,14 +195,33 @@ class ResultsFile:
     def _append(self, text: str) -> None:
         if self._stream is None:
             raise OutputError(f"{self.path} is closed.")
+        try:
+            self._write(text)
+        except OSError as error:  # a full disk, a lost network share
+            self._close_stream()
+            raise OutputError(
+                f"{self.path}: the results file could not be written "
+                f"({error.strerror or error}). The rows finished before are in it; free some "
+                "disk space (or choose another folder), then run the same command with "
+                "--resume.") from None
+
+    def _write(self, text: str) -> None:
+        assert self._stream is not None
         self._stream.write(text)
         self._stream.flush()
         os.fsync(self._stream.fileno())
 
-    def close(self) -> None:
+    def _close_stream(self) -> None:
+        """Close the stream; a row that could not be written stays cut (resume redoes it)."""
         if self._stream is not None:
-            self._stream.close()
+            try:
+                self._stream.close()
+            except OSError:
+                pass  # the write that failed already said why
             self._stream = None
+
+    def close(self) -> None:
+        self._close_stream()
         self._lock.release()
 
     def __enter__(self) -> ResultsFile:
@@ -261,8 +286,15 @@ class _Lock:
             raise OutputError(
                 f"{self.results} is being written by another L3 Locator batch"
                 f"{who}. Wait for it to finish, or choose another --output file.")
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode("ascii"))
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode("ascii"))
+        except OSError as error:  # a full disk
+            os.close(fd)
+            raise OutputError(
+                f"{self.results}: the results file cannot be written "
+                f"({error.strerror or error}). Free some disk space or choose another "
+                "folder.") from None
         self._fd = fd
 
     def release(self) -> None:

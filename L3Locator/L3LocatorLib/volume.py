@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .data_files import detached_data_problem
 from .dicom import (
     LPS_TO_RAS,
     DicomHeader,
@@ -244,7 +245,10 @@ def check_size(label: str, shape_ijk: Sequence[int], bytes_per_voxel: int,
 
 def file_bytes(path: str | os.PathLike[str]) -> int:
     """Memory (bytes, ``estimated_bytes``) the image in ``path`` needs, from its header only;
-    0 when the header cannot be read (the read itself will say why)."""
+    0 when the header cannot be read or names data files it may not (the read itself will
+    say why)."""
+    if detached_data_problem(Path(path)):
+        return 0
     sitk = _sitk()
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
@@ -271,8 +275,9 @@ def read_volume(path: str | os.PathLike[str], *, max_bytes: float = MAX_SCAN_BYT
     (the largest series is read).
 
     The header is checked before the voxels are read: a scan needing more than
-    ``max_bytes`` of memory, a NIfTI file shorter than its header promises, or one with a
-    zero or negative voxel size is refused. Raises ``InputError`` with the file name and
+    ``max_bytes`` of memory, a NIfTI file shorter than its header promises, one with a
+    zero or negative voxel size, or an NRRD/MetaImage header naming data files outside its
+    own folder (``data_files``) is refused. Raises ``InputError`` with the file name and
     the problem when it cannot be read.
     """
     path = Path(path)
@@ -280,6 +285,9 @@ def read_volume(path: str | os.PathLike[str], *, max_bytes: float = MAX_SCAN_BYT
         raise InputError(f"{path}: no such file or folder. Check the path and try again.")
     if path.is_dir():
         return read_dicom_series(path, max_bytes=max_bytes)
+    problem = detached_data_problem(path)  # before SimpleITK opens any file it names
+    if problem:
+        raise InputError(problem)
     sitk = _sitk()
     unreadable = (
         f"{path}: could not be read as a CT image. The file may be truncated, still being "

@@ -158,15 +158,15 @@ def run_cohort(args: argparse.Namespace, on_row: Callable[[Row], None]) -> tuple
     results: Optional[ResultsFile] = None
     session = None
     try:
+        if args.cluster:  # first: a scheduler that never answers leaves no results file
+            from .dask_runner import ClusterOptions, DaskSession
+
+            session = DaskSession(ClusterOptions(address=args.cluster, workers=args.workers))
         if args.output is not None:
             results = ResultsFile(args.output, resume=args.resume,
                                   fields=row_fields(args.patient_ids))
         if results is not None and all(t.key in results.done for t in tasks):
             return 0, f"No scans to process: all {len(tasks)} are done in {args.output}."
-        if args.cluster:
-            from .dask_runner import ClusterOptions, DaskSession
-
-            session = DaskSession(ClusterOptions(address=args.cluster, workers=args.workers))
         summary: BatchSummary = run_batch(
             [t.scan for t in tasks], _never_called, results=results, on_row=on_row,
             row_source=_row_source(tasks, options, session, args.workers),

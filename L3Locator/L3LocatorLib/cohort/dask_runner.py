@@ -26,6 +26,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
+from ..errors import L3LocatorError
 from .deps import require_dask
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,20 @@ def killed_message() -> str:
             "'l3locator locate' to see the problem, or give the workers more memory.")
 
 
+class ClusterError(L3LocatorError):
+    """The Dask cluster cannot be started or its scheduler cannot be reached."""
+
+
+def _unreachable(address: str, error: BaseException) -> str:
+    detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    if address == "local":
+        return (f"The local Dask cluster could not be started ({detail}). Nothing was read or "
+                "written. Run without --cluster, or check this machine's memory and ports.")
+    return (f"The Dask scheduler at {address} did not answer ({detail}). Nothing was read or "
+            "written. Check the address and that the scheduler is running and reachable from "
+            "this machine, or use --cluster local.")
+
+
 class DaskSession:
     """A Dask client (and, for "local", its cluster); use as a context manager."""
 
@@ -86,6 +101,9 @@ class DaskSession:
                 self.client = distributed.Client(self.cluster)
             else:
                 self.client = distributed.Client(options.address)
+        except (OSError, TimeoutError) as error:  # no answer, refused, a bad address
+            self.close()
+            raise ClusterError(_unreachable(options.address, error)) from None
         except BaseException:
             self.close()
             raise
