@@ -270,9 +270,11 @@ def _csv_values(record: str) -> list[str]:
 
 
 def _csv_line(values: Any) -> str:
+    """One CSV row ending in a newline. The writer is told rows end in CR LF so that it
+    quotes every cell holding either (with LF alone it leaves a lone CR unquoted)."""
     out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerow(values)
-    return out.getvalue()
+    csv.writer(out, lineterminator="\r\n").writerow(values)
+    return out.getvalue()[:-2] + "\n"
 
 
 def _csv_cell(name: str, value: Any) -> Any:

@@ -134,14 +134,16 @@ def _claim(out_dir: Path, stem: str) -> str:
 
 def _write_nifti(part: Volume, path: Path) -> None:
     """Write the slab and read it back: SimpleITK reports no error when the disk fills up
-    or the file size limit is reached, it leaves a cut file."""
-    write_volume(part, path)
+    or the file size limit is reached (it leaves a cut file), and a RuntimeError without
+    the system's reason when the file cannot be opened."""
     try:
+        write_volume(part, path)
         complete = np.array_equal(read_volume(path).array, part.array)
-    except L3LocatorError:
+    except (RuntimeError, L3LocatorError):
         complete = False
     if not complete:
-        raise OSError(errno.EIO, "the file came out incomplete; the disk may be full", str(path))
+        raise OSError(errno.EIO, "the NIfTI file could not be written whole; is the disk full?",
+                      str(path))
 
 
 def _patient_study(dicom_source: Optional[str]) -> dict[str, Any]:
