@@ -452,12 +452,15 @@ def test_command_exports_slices_of_a_nifti_scan(phantom_files, tmp_path):
     assert row["status"] == STATUS_OK and row["exported"]
     k = row["slice_index"]
     volume = read_volume(path)
-    slab = sitk.ReadImage(str(out / "with_l3_L3.nii.gz"))
+    nifti, dicom_dir, png = _exported(row)
+    assert nifti.parent == dicom_dir.parent == png.parent == out
+    assert nifti.name.startswith("with_l3_") and nifti.name.endswith("_L3.nii.gz")
+    slab = sitk.ReadImage(str(nifti))
     assert np.array_equal(sitk.GetArrayFromImage(slab), volume.array[k - 2 : k + 3])
-    centre = pydicom.dcmread(out / "with_l3_L3_dicom" / "L3+0.dcm")
+    centre = pydicom.dcmread(dicom_dir / "L3+0.dcm")
     assert centre.PatientID == "L3LOCATOR"  # a NIfTI file has no patient: a new study
     assert np.array_equal(centre.pixel_array, volume.array[k])
-    assert (out / "with_l3_L3.png").is_file()
+    assert png.is_file()
 
 
 # ---------------------------------------------------------------- Trust, round 2 (issue 24)
