@@ -123,6 +123,8 @@ def test_qa_names_differ_for_same_named_scans_and_are_stable():
     assert a != b and a.startswith("CT_") and a.endswith("_l3.png")
     assert a == qa_file_name("CT", ("/data/p1/CT.nii.gz", ""))
     assert is_own_output(Path("/data/qa") / a, Path("/data"))
+    odd = output_stem(".p1\n/\udcff CT ÄÖ", ("/data/.p1\n/\udcff CT ÄÖ", ""))
+    assert odd.startswith("_p1____CT_ÄÖ_") and odd.encode("utf-8")  # portable, writable
 
 
 def test_24_7_the_batch_never_takes_its_own_outputs_for_scans(tmp_path):

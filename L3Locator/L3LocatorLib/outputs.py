@@ -33,6 +33,8 @@ QA_PNG = "_l3.png"
 #: Hex digits of the key's hash in output names (48 bits: two scans of a 100 000-scan cohort
 #: with the same short name share a hash with odds of about 1 in 50 000).
 HASH_DIGITS = 12
+#: Characters of a scan's name kept in output names (with ``--series``: two UIDs).
+MAX_STEM = 150
 #: A name written by the batch: ``<stem>_<hash>[-n]<ending>`` (``-n`` when a scan's export
 #: is written again: exports are never overwritten); temporary files end the same way.
 _ENDINGS = "|".join(re.escape(end) for end in (EXPORT_NIFTI, EXPORT_DICOM, EXPORT_PNG, QA_PNG))
@@ -41,9 +43,15 @@ OUTPUT_NAME = re.compile(rf"_[0-9a-f]{{{HASH_DIGITS}}}(?:-[0-9]+)?(?:{_ENDINGS})
 
 def output_stem(stem: str, key: Sequence[str]) -> str:
     """The name prefix of a scan's output files: ``stem`` plus a short hash of ``key`` (the
-    scan's resolved path and series UID), unique per scan and the same on every run."""
+    scan's resolved path and series UID), unique per scan and the same on every run.
+
+    The stem keeps letters, digits, ``.`` and ``-`` (anything else, such as spaces, line
+    breaks or bytes that are not UTF-8, becomes ``_``; SimpleITK even stops the process on
+    the last), not starting with ``.`` and at most ``MAX_STEM`` characters: the hash keeps
+    the name unique."""
+    safe = re.sub(r"^\.|[^\w.-]", "_", stem)[:MAX_STEM]
     joined = "\0".join(key).encode("utf-8", "surrogateescape")
-    return f"{stem}_{hashlib.sha1(joined).hexdigest()[:HASH_DIGITS]}"
+    return f"{safe}_{hashlib.sha1(joined).hexdigest()[:HASH_DIGITS]}"
 
 
 def is_own_output(path: Path, below: Path) -> bool:
