@@ -572,6 +572,12 @@ def test_24_13_an_export_cut_by_a_full_disk_leaves_nothing(one_volume, tmp_path)
         with _file_size_limit(limit), pytest.raises(OSError):
             export_slices(volume, _found(k), out, "scan", dicom_source=str(task.scan.files[0]))
         assert list(out.iterdir()) == [], limit
+    odd = tmp_path / os.fsdecode(b"not-utf8-\xff")  # SimpleITK would stop the process here
+    with contextlib.suppress(OSError):  # some file systems (APFS) refuse such a name
+        odd.mkdir()
+        with pytest.raises(OSError, match="not valid UTF-8"):
+            export_slices(volume, _found(k), odd, "scan", dicom_source=str(task.scan.files[0]))
+        assert list(odd.iterdir()) == []
 
 
 def test_24_13_a_qa_picture_cut_by_a_full_disk_leaves_the_old_one(one_volume, tmp_path):

@@ -135,7 +135,13 @@ def _claim(out_dir: Path, stem: str) -> str:
 def _write_nifti(part: Volume, path: Path) -> None:
     """Write the slab and read it back: SimpleITK reports no error when the disk fills up
     or the file size limit is reached (it leaves a cut file), and a RuntimeError without
-    the system's reason when the file cannot be opened."""
+    the system's reason when the file cannot be opened; it stops the whole process on a
+    path that is not valid UTF-8, which is refused here instead."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise OSError(errno.EINVAL, "the folder's name is not valid UTF-8, which SimpleITK "
+                      "cannot write to", str(path)) from None
     try:
         write_volume(part, path)
         complete = np.array_equal(read_volume(path).array, part.array)
