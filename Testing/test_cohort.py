@@ -533,6 +533,29 @@ def test_24_1_7_look_alike_patients_exports_and_resume_inside_the_input_tree(loo
     assert all(_export_files(slices)[name] == data for name, data in before.items())
 
 
+def test_24_1_same_named_volume_files_with_series_get_their_own_exports(look_alikes,
+                                                                        tmp_path):
+    """Issue 24.1 with --series: ``a/ct.nii.gz`` and ``b/ct.nii`` (two patients) each get
+    their own exported slab, holding their own voxels."""
+    from L3LocatorLib.volume import read_volume, write_volume
+
+    volumes = {}
+    for patient, name in (("p1", "a/ct.nii.gz"), ("p2", "b/ct.nii")):
+        (tmp_path / name).parent.mkdir()
+        volumes[str(tmp_path / name)] = read_task(tasks_for_tree([look_alikes / patient])[0])
+        write_volume(volumes[str(tmp_path / name)], tmp_path / name)
+    rows_file = tmp_path / "rows.jsonl"
+    assert _locate(*volumes, "--series", "best", "--export-slices", tmp_path / "slices",
+                   "--output", rows_file) == 0
+    rows = _csv_rows(rows_file)
+    assert sorted(r["input"] for r in rows) == sorted(volumes)
+    for row in rows:
+        k = row["slice_index"]
+        slab = read_volume(_exported(row)[0]).array
+        assert np.array_equal(slab, volumes[row["input"]].array[k : k + 1])
+    assert len(set(_exported(rows[0])) | set(_exported(rows[1]))) == 6
+
+
 @pytest.fixture(scope="module")
 def one_volume(look_alikes):
     task = tasks_for_tree([look_alikes / "p1"])[0]
