@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from geometry_helpers import marker_volume
+from geometry_helpers import marker_volume, write_dicom_series
 
-from L3LocatorLib.batch import run_batch
+from L3LocatorLib.batch import find_batch_scans, run_batch
 from L3LocatorLib.errors import InputError
 from L3LocatorLib.inputs import ScanInput, find_scans, read_input, scan_bytes
+from L3LocatorLib.outputs import EXPORT_DICOM, EXPORT_NIFTI, is_own_output, output_stem
 from L3LocatorLib.qa import qa_file_name
 from L3LocatorLib.result import L3Result
 from L3LocatorLib.results import ResultsFile, read_rows
@@ -117,7 +118,30 @@ def test_without_read_scan_everything_runs_on_the_calling_thread(tmp_path):
 
 
 def test_qa_names_differ_for_same_named_scans_and_are_stable():
-    a = qa_file_name("CT", "/data/p1/CT.nii.gz\0")
-    b = qa_file_name("CT", "/data/p2/CT.nii.gz\0")
+    a = qa_file_name("CT", ("/data/p1/CT.nii.gz", ""))
+    b = qa_file_name("CT", ("/data/p2/CT.nii.gz", ""))
     assert a != b and a.startswith("CT_") and a.endswith("_l3.png")
-    assert a == qa_file_name("CT", "/data/p1/CT.nii.gz\0")
+    assert a == qa_file_name("CT", ("/data/p1/CT.nii.gz", ""))
+    assert is_own_output(Path("/data/qa") / a, Path("/data"))
+    odd = output_stem(".p1\n/\udcff CT ÄÖ", ("/data/.p1\n/\udcff CT ÄÖ", ""))
+    assert odd.startswith("_p1____CT_ÄÖ_") and odd.encode("utf-8")  # portable, writable
+
+
+def test_24_7_the_batch_never_takes_its_own_outputs_for_scans(tmp_path):
+    """Issue 24.7: exported slices (NIfTI and DICOM), QA pictures and a file cut while being
+    written, inside the input tree, are not scans; an exported file the user names is one;
+    a named folder holding only outputs gets a row saying so."""
+    scans = _cohort(tmp_path / "cohort", 2)
+    volume = read_input(scans[0])
+    exports = tmp_path / "cohort" / "exports"
+    exports.mkdir()
+    stem = output_stem("scan00", scans[0].key)
+    exported = write_volume(volume, exports / f"{stem}{EXPORT_NIFTI}")
+    write_volume(volume, exports / f"{output_stem('scan01', scans[1].key)}-2{EXPORT_NIFTI}")
+    write_dicom_series(volume, exports / f"{stem}{EXPORT_DICOM}")
+    write_volume(volume, exports / f".tmp-0a1b2c3d-{stem}{EXPORT_NIFTI}")
+    assert len(find_scans([tmp_path / "cohort"])) == 6  # what the search alone finds
+    assert find_batch_scans([tmp_path / "cohort"]) == scans
+    assert find_batch_scans([tmp_path / "cohort", exported]) == [*scans, find_scans([exported])[0]]
+    [row] = find_batch_scans([exports])
+    assert row.path == exports.resolve() and "holds only files L3 Locator wrote" in row.problem

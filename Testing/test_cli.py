@@ -426,3 +426,23 @@ def test_interrupted_batch_exits_3_and_keeps_its_rows(phantom_files, model_json,
     assert resumed.returncode == 0, resumed.stderr
     final = [json.loads(line)["input"] for line in output.read_text().splitlines()]
     assert sorted(final) == sorted(str(p) for p in cohort.iterdir())
+
+
+# ------------------------------------------------------------------ Trust, round 2 (issue 24)
+
+
+def test_24_13_a_qa_picture_that_cannot_be_written_is_said_in_the_row(
+    phantom_files, model_json, tmp_path, capsys
+):
+    """Issue 24.13 (the plain command): ``qa_png`` empty, the answer kept, and ``message``
+    says why the picture is missing and what to do; no file is left behind."""
+    with_l3, _ = phantom_files["with_l3"]
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    code, [row], err = run_cli(["locate", str(with_l3), "--model", str(model_json),
+                                "--qa-dir", str(blocker / "qa")], capsys)
+    assert code == 0 and row["status"] == "ok" and row["qa_png"] is None, err
+    assert row["message"].startswith("L3 found")
+    assert f"The QA picture could not be written in {blocker / 'qa'} (Not a directory)" \
+        in row["message"] and "--qa-dir" in row["message"]
+    assert sorted(os.listdir(tmp_path)) == ["a_file"]

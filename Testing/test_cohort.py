@@ -6,8 +6,12 @@ Needs the ``cohort`` extra (pydicom, dask[distributed]); skips cleanly without i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -379,12 +383,15 @@ def test_command_series_best_and_all_rows(export, tmp_path, capsys):
 
 @needs_dask
 @pytest.mark.slow
-def test_command_on_a_local_cluster_matches_serial_and_resumes(export, tmp_path):
+def test_command_on_a_local_cluster_matches_serial_and_resumes(export, tmp_path, capfd):
     serial, on_dask = tmp_path / "serial.jsonl", tmp_path / "dask.jsonl"
     assert _locate(export.root, "--series", "best", "--output", serial) == 0
+    capfd.readouterr()
     assert _locate(export.root, "--series", "best", "--output", on_dask,
                    "--cluster", "local", "--workers", "2", "--export-slices",
                    tmp_path / "slices") == 0
+    err = capfd.readouterr().err  # the workers' too: they write to this terminal
+    assert _quiet(err), err  # issue 24.14
     expected = sorted(map(_comparable, _csv_rows(serial)))
     assert sorted(map(_comparable, _csv_rows(on_dask))) == expected
     found = [r for r in _csv_rows(on_dask) if r["status"] == STATUS_OK]
@@ -445,9 +452,213 @@ def test_command_exports_slices_of_a_nifti_scan(phantom_files, tmp_path):
     assert row["status"] == STATUS_OK and row["exported"]
     k = row["slice_index"]
     volume = read_volume(path)
-    slab = sitk.ReadImage(str(out / "with_l3_L3.nii.gz"))
+    nifti, dicom_dir, png = _exported(row)
+    assert nifti.parent == dicom_dir.parent == png.parent == out
+    assert nifti.name.startswith("with_l3_") and nifti.name.endswith("_L3.nii.gz")
+    slab = sitk.ReadImage(str(nifti))
     assert np.array_equal(sitk.GetArrayFromImage(slab), volume.array[k - 2 : k + 3])
-    centre = pydicom.dcmread(out / "with_l3_L3_dicom" / "L3+0.dcm")
+    centre = pydicom.dcmread(dicom_dir / "L3+0.dcm")
     assert centre.PatientID == "L3LOCATOR"  # a NIfTI file has no patient: a new study
     assert np.array_equal(centre.pixel_array, volume.array[k])
-    assert (out / "with_l3_L3.png").is_file()
+    assert png.is_file()
+
+
+# ---------------------------------------------------------------- Trust, round 2 (issue 24)
+
+
+@pytest.fixture(scope="module")
+def look_alikes(export, tmp_path_factory):
+    """Two patients stored alike: ``p1/CT`` and ``p2/CT``, the same series description (as
+    many PACS exports name them), different studies, series and pixels."""
+    root = tmp_path_factory.mktemp("look_alikes") / "cohort"
+    sources = {"p1": "PV 5.0 B30f", "p2": "Abdomen 5.0 STANDARD"}
+    for patient, description in sources.items():
+        series = next(s for s in export.series if s.description == description)
+        (root / patient / "CT").mkdir(parents=True)
+        for path in Path(series.folder).iterdir():
+            ds = pydicom.dcmread(path)
+            ds.SeriesDescription = "CT ABDOMEN"
+            ds.save_as(root / patient / "CT" / path.name)
+    return root
+
+
+def _exported(row: dict) -> list[Path]:
+    return [Path(p) for p in row["exported"].split(" ")]
+
+
+def _export_files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_24_1_7_look_alike_patients_exports_and_resume_inside_the_input_tree(look_alikes,
+                                                                            tmp_path):
+    """Issue 24.1 and 24.7, end to end: ``p1/CT`` and ``p2/CT`` with one series
+    description, exports, QA pictures and results written inside the input tree, with and
+    without --series, then resumed: one right row per scan, no shared file, no file
+    overwritten, and the run's own outputs never read back as scans."""
+    cohort = tmp_path / "cohort"
+    shutil.copytree(look_alikes, cohort)
+    patients = {(cohort / p / "CT").resolve(): pydicom.dcmread(next((cohort / p / "CT").iterdir()))
+                for p in ("p1", "p2")}
+    slices, qa = cohort / "l3_slices", cohort / "qa"
+    outputs = ("--export-slices", slices, "--qa-dir", qa)
+    named: set[Path] = set()
+    for mode, results in (([], cohort / "rows.csv"), (["--series", "all"], cohort / "all.csv")):
+        assert _locate(cohort, *mode, *outputs, "--output", results) == 0
+        rows = _csv_rows(results)
+        assert sorted(Path(r["input"]) for r in rows) == sorted(patients)
+        for row in rows:
+            source = patients[Path(row["input"])]
+            assert row["status"] == STATUS_OK and row["series"] == source.SeriesInstanceUID
+            nifti, dicom_dir, png = files = _exported(row)
+            assert not named & set(files)  # no file named by two rows, or by two runs
+            named.update(files)
+            centre = pydicom.dcmread(dicom_dir / "L3+0.dcm")
+            assert centre.PatientID == source.PatientID  # the row's own patient
+            assert source.SeriesInstanceUID in centre.DerivationDescription
+            assert nifti.is_file() and png.is_file() and Path(row["qa_png"]).is_file()
+        before = _export_files(slices)
+        for _ in range(2):  # resumed: nothing to do, whatever was written into the tree
+            assert _locate(cohort, *mode, *outputs, "--output", results, "--resume") == 0
+            assert len(_csv_rows(results)) == 2
+        assert _export_files(slices) == before
+    assert len({p.name for p in qa.iterdir()}) == 4  # a picture per scan and per key kind
+
+    # The same scans again into a new results file: new export files, the old ones intact.
+    again = cohort / "again.jsonl"
+    assert _locate(cohort, *outputs, "--output", again) == 0
+    for row in _csv_rows(again):
+        assert all(p.name.split("_L3")[0].endswith("-2") for p in _exported(row))
+        assert not named & set(_exported(row))
+    assert all(_export_files(slices)[name] == data for name, data in before.items())
+
+
+def test_24_1_same_named_volume_files_with_series_get_their_own_exports(look_alikes,
+                                                                        tmp_path):
+    """Issue 24.1 with --series: ``a/ct.nii.gz`` and ``b/ct.nii`` (two patients) each get
+    their own exported slab, holding their own voxels."""
+    from L3LocatorLib.volume import read_volume, write_volume
+
+    volumes = {}
+    for patient, name in (("p1", "a/ct.nii.gz"), ("p2", "b/ct.nii")):
+        (tmp_path / name).parent.mkdir()
+        volumes[str(tmp_path / name)] = read_task(tasks_for_tree([look_alikes / patient])[0])
+        write_volume(volumes[str(tmp_path / name)], tmp_path / name)
+    rows_file = tmp_path / "rows.jsonl"
+    assert _locate(*volumes, "--series", "best", "--export-slices", tmp_path / "slices",
+                   "--output", rows_file) == 0
+    rows = _csv_rows(rows_file)
+    assert sorted(r["input"] for r in rows) == sorted(volumes)
+    for row in rows:
+        k = row["slice_index"]
+        slab = read_volume(_exported(row)[0]).array
+        assert np.array_equal(slab, volumes[row["input"]].array[k : k + 1])
+    assert len(set(_exported(rows[0])) | set(_exported(rows[1]))) == 6
+
+
+@pytest.fixture(scope="module")
+def one_volume(look_alikes):
+    task = tasks_for_tree([look_alikes / "p1"])[0]
+    return task, read_task(task)
+
+
+@contextlib.contextmanager
+def _file_size_limit(limit: int):
+    """Files of this process may not grow beyond ``limit`` bytes (the kernel refuses the
+    write, as on a full disk); SIGXFSZ ignored so the write fails instead of the process."""
+    resource = pytest.importorskip("resource")
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
+def test_24_13_an_export_cut_by_a_full_disk_leaves_nothing(one_volume, tmp_path):
+    """Issue 24.13: whichever of the NIfTI, DICOM or PNG file the disk fills up on, the
+    export fails and leaves no file (SimpleITK alone would leave a cut NIfTI and say
+    nothing)."""
+    from L3LocatorLib.cohort.slice_export import export_slices
+
+    task, volume = one_volume
+    k = volume.array.shape[0] // 2
+    whole = export_slices(volume, _found(k), tmp_path / "whole", "scan",
+                          dicom_source=str(task.scan.files[0]))
+    sizes = sorted({f.stat().st_size for p in whole for f in ([p] if p.is_file()
+                                                              else p.iterdir())})
+    for limit in (size - 1 for size in sizes):
+        out = tmp_path / f"limit{limit}"
+        out.mkdir()
+        with _file_size_limit(limit), pytest.raises(OSError):
+            export_slices(volume, _found(k), out, "scan", dicom_source=str(task.scan.files[0]))
+        assert list(out.iterdir()) == [], limit
+    odd = tmp_path / os.fsdecode(b"not-utf8-\xff")  # SimpleITK would stop the process here
+    with contextlib.suppress(OSError):  # some file systems (APFS) refuse such a name
+        odd.mkdir()
+        with pytest.raises(OSError, match="not valid UTF-8"):
+            export_slices(volume, _found(k), odd, "scan", dicom_source=str(task.scan.files[0]))
+        assert list(odd.iterdir()) == []
+
+
+def test_24_13_a_qa_picture_cut_by_a_full_disk_leaves_the_old_one(one_volume, tmp_path):
+    """Issue 24.13: a QA picture that cannot be written whole leaves no cut or empty PNG,
+    and the picture of an earlier run in its place is kept."""
+    from L3LocatorLib.cohort.tasks import cached_model
+    from L3LocatorLib.locate import locate
+    from L3LocatorLib.qa import save_qa_png
+
+    _, volume = one_volume
+    result = locate(volume, model=cached_model(OPTIONS), device="cpu")
+    path = save_qa_png(result, tmp_path / "scan_l3.png")
+    earlier = path.read_bytes()
+    with _file_size_limit(len(earlier) // 2), pytest.raises(OSError):
+        save_qa_png(result, path)
+    assert path.read_bytes() == earlier and os.listdir(tmp_path) == [path.name]
+
+
+def test_24_13_unwritable_qa_and_export_folders_are_said_in_the_row(look_alikes, tmp_path):
+    """Issue 24.13: when the QA picture and the exports cannot be written, the row keeps its
+    answer, ``qa_png`` and ``exported`` are empty, and ``message`` says why and what to do."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    rows_file = tmp_path / "rows.jsonl"
+    assert _locate(look_alikes / "p1", "--qa-dir", blocker / "qa", "--export-slices",
+                   blocker / "slices", "--output", rows_file) == 0
+    [row] = _csv_rows(rows_file)
+    assert row["status"] == STATUS_OK and row["slice_index"] is not None
+    assert not row["qa_png"] and not row["exported"]
+    assert f"The QA picture could not be written in {blocker / 'qa'} (Not a directory)" \
+        in row["message"]
+    assert "The L3 slice export could not be written" in row["message"]
+    assert row["message"].count("choose another") == 2
+
+
+#: Run one scan the way a Dask worker does: a fresh interpreter with no logging set up.
+WORKER = """
+import json, sys
+from L3LocatorLib.cohort.tasks import TaskOptions, run_task, tasks_for_tree
+[task] = tasks_for_tree([sys.argv[1]])
+print(json.dumps(run_task(task, TaskOptions(device="cpu"))["status"]))
+"""
+
+
+def _quiet(stderr: str) -> bool:
+    return "ccache" not in stderr and "INFO" not in stderr
+
+
+def test_24_14_no_ccache_warning_or_info_lines_from_the_command_or_a_worker(look_alikes):
+    """Issue 24.14: PaddlePaddle's "No ccache found" warning, and the INFO lines its import
+    lets through on a worker (whose root logger has no handler), stay off the terminal."""
+    scan = str(look_alikes / "p1")
+    command = subprocess.run([sys.executable, "-m", "L3LocatorLib.cli", "locate", scan,
+                              "--device", "cpu"], capture_output=True, encoding="utf-8",
+                             errors="replace", timeout=300)
+    assert command.returncode == 0 and _quiet(command.stderr), command.stderr
+    assert command.stderr.splitlines() == ["1 scan(s): 1 with L3 (0 to check: see 'review'), "
+                                           "0 without, 0 failed (see 'message')."]
+    worker = subprocess.run([sys.executable, "-c", WORKER, scan], capture_output=True,
+                            encoding="utf-8", errors="replace", timeout=300)
+    assert worker.stdout.strip() == '"ok"' and _quiet(worker.stderr), worker.stderr

@@ -153,3 +153,85 @@ def test_messages_with_line_breaks_stay_on_one_csv_line(tmp_path):
     with path.open() as stream:
         [row] = list(csv.DictReader(stream))
     assert row["message"] == "The model could not be loaded. Check --model."
+
+
+# ------------------------------------------------------------------ Trust, round 2 (issue 24)
+
+#: File names a file system allows that a results file must key exactly (issue 24.7): a line
+#: break, a carriage return, other characters Python counts as line ends, quotes and commas,
+#: a leading formula character, and bytes that are not UTF-8 (as ``os.fsdecode`` gives them).
+ODD_NAMES = [
+    "/data/p1\n/CT.nii.gz", "/data/p2\r\n/CT.nii.gz", "/data/p3\r/CT.nii.gz",
+    "/data/p4\x0c\x1c\x85\u2028/CT.nii.gz", '/data/"p5", ,/CT.nii.gz', "/data/=p6/CT.nii.gz",
+    os.fsdecode(b"/data/p7\xff\xfe/CT.nii.gz"),
+]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_24_7_resume_keys_survive_any_file_name(tmp_path, suffix):
+    """Issue 24.7: a file name with a newline (or any other character) counts as done on
+    resume, in CSV as in JSONL: no duplicate row per resume."""
+    path = tmp_path / f"results{suffix}"
+    series = "=HYPERLINK(\"http://x\")\n2"  # a hostile SeriesInstanceUID is a key too
+    with ResultsFile(path) as results:
+        for name in ODD_NAMES:
+            results.write(result_row(name, L3Result(status="not_found"), series=series))
+    expected = {(name, series) for name in ODD_NAMES}
+    for _ in range(2):  # resumed twice: nothing is dropped, nothing rewritten
+        before = path.read_bytes()
+        with ResultsFile(path, resume=True) as results:
+            assert results.done == expected
+        assert path.read_bytes() == before
+    assert [(r["input"], r["series"]) for r in read_rows(path)] == [
+        (name, series) for name in ODD_NAMES]
+
+
+def test_24_7_a_csv_row_cut_inside_a_file_name_is_redone(tmp_path):
+    """Issue 24.7: kill -9 right after the line break inside a quoted file name leaves a
+    file that ends with a newline; that row is still cut, and redone."""
+    path = tmp_path / "results.csv"
+    with ResultsFile(path) as results:
+        results.write(_ok("/a.nii.gz"))
+        results.write(_ok("/b\n/c.nii.gz"))
+    text = path.read_bytes()
+    path.write_bytes(text[: text.index(b"/b\n") + 3])
+    with ResultsFile(path, resume=True) as results:
+        assert results.done == {("/a.nii.gz", "")}
+    assert [r["input"] for r in read_rows(path)] == ["/a.nii.gz"]
+
+
+#: Header fields and messages a hostile DICOM or file name can put in a row (issue 24.8).
+FORMULAS = ["=HYPERLINK(\"http://evil\",\"click\")", "@SUM(A1:A9)", "+1+cmd|' /C calc'!A0",
+            "-2+3", "\t=1+1", "\r=1+1", "'=already quoted"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_24_8_cells_a_spreadsheet_would_run_are_neutralised_in_the_csv_only(tmp_path, suffix):
+    """Issue 24.8: a cell starting with = + - @ tab or CR gets a ' in front in the CSV, so
+    no spreadsheet runs it; numbers (also negative ones) stay numbers; the JSONL keeps the
+    text; reading the CSV back gives the text as it was."""
+    path = tmp_path / f"results{suffix}"
+    fields = (*ROW_FIELDS, "series_description", "patient_name")
+    with ResultsFile(path, fields=fields) as results:
+        for text in FORMULAS:
+            row = result_row(f"{text}: no such file", error=f"{text}: no such file")
+            row.update(series_description=text, patient_name="-12.5", s_mm=-7.25)
+            results.write(row)
+    rows = read_rows(path)
+    # Read back as written (in a CSV, line breaks outside the key columns become spaces).
+    shown = [" ".join(text.splitlines()) if suffix == ".csv" else text for text in FORMULAS]
+    assert [r["series_description"] for r in rows] == shown
+    assert [r["message"] for r in rows] == [f"{text}: no such file" for text in shown]
+    assert [r["input"] for r in rows] == [f"{text}: no such file" for text in FORMULAS]
+    if suffix == ".jsonl":
+        assert all(json.loads(line)["series_description"] in FORMULAS
+                   for line in path.read_text().splitlines())
+        return
+    with path.open(newline="") as stream:
+        cells = list(csv.DictReader(stream))  # what a spreadsheet sees
+    assert cells[0]["series_description"] == "'" + FORMULAS[0]
+    assert cells[-1]["series_description"] == "''=already quoted"
+    assert {(c["patient_name"], c["s_mm"]) for c in cells} == {("-12.5", "-7.25")}  # numbers
+    assert not any(value.startswith(("=", "+", "-", "@", "\t", "\r"))
+                   for cell in cells for name, value in cell.items()
+                   if name not in ("patient_name", "s_mm"))

@@ -9,7 +9,8 @@ progress and the summary.
 
 API::
 
-    scans = find_scans(["/data/cohort", "ct.nii.gz"])      # inputs.find_scans
+    scans = find_batch_scans(["/data/cohort", "ct.nii.gz"])  # inputs.find_scans, minus
+                                                              # the batch's own outputs
     with ResultsFile("results.csv", resume=True) as results:  # results.ResultsFile
         summary = run_batch(
             scans,
@@ -36,18 +37,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Deque, Iterable, Optional, Sequence
+from typing import Any, Callable, Deque, Iterable, Optional, Sequence, Union
 
 from .errors import L3LocatorError
-from .inputs import ScanInput, read_input, scan_bytes
+from .inputs import ScanInput, find_scans, read_input, scan_bytes
 from .locate import VIEW_CHOICES
-from .qa import qa_file_name, save_qa_png
+from .outputs import add_reason, is_own_output
+from .qa import write_scan_qa
 from .report import result_row
 from .result import L3Result
 from .results import RESULT_SUFFIXES, ResultsFile
@@ -95,6 +98,32 @@ class BatchSummary:
         if self.skipped:
             text += f" {self.skipped} already done before (resume)."
         return text
+
+
+def find_batch_scans(inputs: Iterable[Union[str, os.PathLike[str]]]) -> list[ScanInput]:
+    """The scans of what the user named (``inputs.find_scans``), without the batch's own
+    outputs found inside a named folder (exported slices, QA pictures:
+    ``outputs.is_own_output``): a run that writes into its input tree never reads them back
+    as new scans, on resume or later. A file the user named is always kept; a named folder
+    that holds nothing but outputs gets an error row saying so."""
+    inputs = list(inputs)
+    scans = find_scans(inputs)
+    roots = [Path(os.path.realpath(path)) for path in inputs]
+    kept: list[ScanInput] = []
+    emptied: set[Path] = set()
+    for scan in scans:
+        holding = [root for root in roots if root == scan.path or root in scan.path.parents]
+        if holding and all(is_own_output(scan.path, root) for root in holding):
+            emptied.update(holding)
+        else:
+            kept.append(scan)
+    for root in sorted(emptied):
+        if not any(root == s.path or root in s.path.parents for s in kept):
+            kept.append(ScanInput(root, problem=(
+                f"{root}: holds only files L3 Locator wrote (exported L3 slices, QA "
+                "pictures), which are never read as scans. Point to the folder with the CT "
+                "scans.")))
+    return kept
 
 
 def run_batch(
@@ -161,14 +190,11 @@ def _one_row(scan: ScanInput, reader: _ReadAhead, locate_scan: LocateScan,
         return result_row(str(scan.path), error=error, series=scan.series_uid)
     finally:
         reader.done(scan)
-    qa_png = ""
+    qa_png = why = ""
     if qa_dir is not None and result.evidence is not None:
-        try:
-            target = Path(qa_dir) / qa_file_name(scan.stem, "\0".join(scan.key))
-            qa_png = str(save_qa_png(result, target, title=scan.title))
-        except OSError as error:
-            log.warning("Could not write the QA picture for %s: %s", scan.path, error)
-    return result_row(str(scan.path), result, qa_png=qa_png, series=scan.series_uid)
+        qa_png, why = write_scan_qa(result, qa_dir, scan.stem, scan.key, scan.title)
+    return add_reason(result_row(str(scan.path), result, qa_png=qa_png, series=scan.series_uid),
+                      why)
 
 
 class _ReadAhead:

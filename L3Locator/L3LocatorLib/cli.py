@@ -39,15 +39,17 @@ from .batch import (
     EXIT_STOPPED,
     EXIT_USAGE,
     add_batch_arguments,
+    find_batch_scans,
     read_scan_volume,
     run_batch,
     usage_problem,
 )
 from .errors import L3LocatorError
-from .inputs import ScanInput, find_scans
+from .inputs import ScanInput
 from .locate import locate
 from .network import load_model
 from .qa import save_qa_png
+from .quiet import LOG_FORMAT, quiet_libraries
 from .result import L3Result
 from .results import OutputError, ResultsFile
 from .volume import GB
@@ -91,10 +93,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format=LOG_FORMAT)
+    quiet_libraries()
     if args.command == "locate":
         from .cohort.command import cohort_usage_problem
 
@@ -123,7 +124,7 @@ def run_locate(args: argparse.Namespace) -> int:
         code, line = run_cohort(args, on_row=_print_row)
         print(line, file=sys.stderr)
         return code
-    scans = find_scans(args.inputs)
+    scans = find_batch_scans(args.inputs)
     results: Optional[ResultsFile] = None
     if args.output is not None:
         try:

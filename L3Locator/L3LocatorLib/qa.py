@@ -8,16 +8,19 @@ levels (T12..S1) so the count can be checked, and the L3 probability per row.
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import os
 import textwrap
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Sequence, Union
 
 import numpy as np
 
+from .outputs import QA_PNG, not_written, output_stem, write_atomically
 from .projection import window
 from .result import L3Result
+
+log = logging.getLogger(__name__)
 
 PANEL_HEIGHT = 640  #: target height of the MIP panels (px)
 MAX_SCALE = 2.5  #: short scans are enlarged at most this much
@@ -132,18 +135,31 @@ def qa_picture(result: L3Result, title: str = "") -> np.ndarray:
 
 
 def save_qa_png(result: L3Result, path: Union[str, os.PathLike[str]], title: str = "") -> Path:
-    """Write the QA picture as a PNG and return its path."""
+    """Write the QA picture as a PNG and return its path. Written whole or not at all: when
+    the disk is full or the folder cannot be written, ``OSError`` is raised and no file (not
+    even an empty one) is left under ``path``."""
     from PIL import Image
 
     path = Path(path)
+    picture = Image.fromarray(qa_picture(result, title))
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(qa_picture(result, title)).save(path)
-    return path
+    return write_atomically(path, lambda temporary: picture.save(temporary, format="PNG"))
 
 
-def qa_file_name(stem: str, key: str) -> str:
+def qa_file_name(stem: str, key: Sequence[str]) -> str:
     """The QA picture's file name for one scan: its name plus a short hash of ``key`` (the
-    scan's resolved path and series), so that ``p1/CT.nii.gz`` and ``p2/CT.nii.gz`` get two
-    pictures, and the same scan always gets the same one."""
-    digest = hashlib.sha1(key.encode("utf-8")).hexdigest()[:8]
-    return f"{stem}_{digest}_l3.png"
+    scan's resolved path and series; ``outputs.output_stem``), so that ``p1/CT.nii.gz`` and
+    ``p2/CT.nii.gz`` get two pictures, and the same scan always gets the same one."""
+    return output_stem(stem, key) + QA_PNG
+
+
+def write_scan_qa(result: L3Result, qa_dir: Union[str, os.PathLike[str]], stem: str,
+                  key: Sequence[str], title: str = "") -> tuple[str, str]:
+    """Write one batch scan's QA picture into ``qa_dir`` (named by ``qa_file_name``):
+    ``(its path, "")``, or ``("", why it is missing)`` for the row when it cannot be
+    written (the batch goes on)."""
+    try:
+        return str(save_qa_png(result, Path(qa_dir) / qa_file_name(stem, key), title)), ""
+    except OSError as error:
+        log.warning("Could not write the QA picture of %s: %s", title or stem, error)
+        return "", not_written("QA picture", qa_dir, error, "--qa-dir")

@@ -12,6 +12,12 @@
   rows are dropped once (the file is rewritten atomically, keeping its permissions and any
   symbolic link to it), and those inputs are tried again.
 - Rows are keyed by ``(input, series)``: the input's resolved path and the DICOM series.
+  Keys survive any file name: in a CSV they are kept exactly (a line break in a name stays
+  inside the quoted cell), and names that are not valid UTF-8 are written byte for byte.
+- CSV cells a spreadsheet would run as a formula (OWASP: a leading ``=``, ``+``, ``-``,
+  ``@``, tab or carriage return; numbers excepted) get a ``'`` in front, and so does a cell
+  that starts with ``'``, so reading the file back removes exactly one; the JSONL keeps the
+  text as it is. Other CSV cells hold their text on one line (line breaks as spaces).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import csv
 import io
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -32,6 +39,19 @@ from .result import STATUS_NOT_FOUND, STATUS_OK
 RESULT_SUFFIXES = (".csv", ".jsonl")
 #: Statuses that finish an input: resuming skips these and retries the rest.
 DONE_STATUSES = (STATUS_OK, STATUS_NOT_FOUND)
+#: The columns that identify a row's scan (``row_key``): kept exactly in a CSV.
+KEY_FIELDS = ("input", "series")
+#: First characters that make a spreadsheet run a cell (OWASP's CSV injection list), and
+#: the mark put in front of such a cell in a CSV (a cell starting with the mark gets one
+#: too, so that ``read_rows`` and resuming remove exactly one).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+TEXT_MARK = "'"
+#: A number as text ("-12.5", "+3", "1e-5"): a spreadsheet reads it as a number, not a
+#: formula, so it is left as it is.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+#: Results files are UTF-8; file names that are not (bytes a file system allows) are kept
+#: byte for byte, so their rows resume.
+ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
 
 
 class OutputError(L3LocatorError):
@@ -98,7 +118,7 @@ class ResultsFile:
             if len(keep) != len(rows) or not complete:
                 self._rewrite(keep)
         try:
-            self._stream = open(target, "a", newline="", encoding="utf-8")
+            self._stream = open(target, "a", newline="", **ENCODING)
         except OSError as error:
             raise self._unwritable(error) from None
         if self._stream.tell() == 0 and not self.jsonl:
@@ -117,8 +137,8 @@ class ResultsFile:
 
     def _read_text(self) -> str:
         try:
-            return self.target.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
+            return _read_text(self.target)
+        except OSError as error:
             raise OutputError(
                 f"{self.path} cannot be read to resume ({error}). It was left unchanged.") from None
 
@@ -128,18 +148,15 @@ class ResultsFile:
             "resumed and was left unchanged. Choose another --output file.")
 
     def _parse(self, text: str) -> tuple[list[dict[str, Any]], bool]:
-        """Rows of an existing file of ours, and whether its last line is complete.
+        """Rows of an existing file of ours, and whether its last row is complete.
 
-        A last line without its newline was cut by an interruption: dropped (redone).
+        A last row without its newline was cut by an interruption: dropped (redone).
         Anything else that is not one of our rows means the file is not ours.
         """
-        complete = text.endswith("\n")
-        lines = text.splitlines()
-        if not complete:
-            lines = lines[:-1]
+        records, cut = _records(text, self.jsonl)
         if self.jsonl:
             rows = []
-            for number, line in enumerate(lines, start=1):
+            for number, line in enumerate(records, start=1):
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError:
@@ -147,18 +164,18 @@ class ResultsFile:
                 if not isinstance(row, dict) or "input" not in row or "status" not in row:
                     raise self._not_ours(f"line {number} is not a results row")
                 rows.append(row)
-            return rows, complete
-        if not lines:
+            return rows, not cut
+        if not records:
             raise self._not_ours("it has no header line")
-        header = next(csv.reader([lines[0]]))
-        if tuple(header) != self.fields:
+        if tuple(_csv_values(records[0])) != self.fields:
             raise self._not_ours("its columns differ")
         rows = []
-        for number, values in enumerate(csv.reader(lines[1:]), start=2):
+        for number, record in enumerate(records[1:], start=2):
+            values = _csv_values(record)
             if len(values) != len(self.fields):
-                raise self._not_ours(f"line {number} has {len(values)} columns")
+                raise self._not_ours(f"row {number} has {len(values)} columns")
             rows.append(dict(zip(self.fields, values)))
-        return rows, complete
+        return rows, not cut
 
     def _rewrite(self, rows: list[dict[str, Any]]) -> None:
         """Replace the file by ``rows`` atomically, keeping its permissions."""
@@ -166,7 +183,7 @@ class ResultsFile:
         mode = target.stat().st_mode & 0o7777
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         try:
-            with os.fdopen(fd, "w", newline="", encoding="utf-8") as stream:
+            with os.fdopen(fd, "w", newline="", **ENCODING) as stream:
                 if not self.jsonl:
                     stream.write(_csv_line(self.fields))
                 for row in rows:
@@ -190,7 +207,7 @@ class ResultsFile:
     def _render(self, row: dict[str, Any]) -> str:
         if self.jsonl:
             return json.dumps({name: row.get(name) for name in self.fields}) + "\n"
-        return _csv_line([_csv_cell(row.get(name)) for name in self.fields])
+        return _csv_line([_csv_cell(name, row.get(name)) for name in self.fields])
 
     def _append(self, text: str) -> None:
         if self._stream is None:
@@ -232,29 +249,72 @@ class ResultsFile:
 
 
 def read_rows(path: Union[str, os.PathLike[str]]) -> list[dict[str, Any]]:
-    """The rows of a results file (CSV cells as text; a cut last line left out)."""
+    """The rows of a results file (CSV cells as text, as written before the ``'`` mark; a
+    cut last row left out)."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    lines = text.splitlines() if text.endswith("\n") else text.splitlines()[:-1]
-    if path.suffix.lower() == ".jsonl":
-        return [json.loads(line) for line in lines]
-    return [dict(row) for row in csv.DictReader(lines)]
+    jsonl = path.suffix.lower() == ".jsonl"
+    records, _ = _records(_read_text(path), jsonl)
+    if jsonl:
+        return [json.loads(line) for line in records]
+    if not records:
+        return []
+    header = _csv_values(records[0])
+    return [dict(zip(header, _csv_values(record))) for record in records[1:]]
+
+
+def _read_text(path: Path) -> str:
+    """The file's text as written: no newline translation (a ``\\r`` in a file name stays)."""
+    return path.read_bytes().decode(**ENCODING)
+
+
+def _records(text: str, jsonl: bool) -> tuple[list[str], str]:
+    """The complete rows of a results file's text (the header first, for a CSV) and what
+    follows the last newline that ends one: "" when the file is complete, else a row cut by
+    an interruption. A CSV row ends at a newline outside quotes (one inside a quoted cell
+    belongs to a file name)."""
+    if jsonl:  # JSON escapes every line break inside a row
+        *lines, cut = text.split("\n")
+        return lines, cut
+    records: list[str] = []
+    start = position = 0
+    while True:
+        end = text.find("\n", position)
+        if end < 0:
+            return records, text[start:]
+        if text.count('"', start, end) % 2 == 0:  # quotes balanced: the row ends here
+            records.append(text[start:end + 1])
+            start = end + 1
+        position = end + 1
+
+
+def _csv_values(record: str) -> list[str]:
+    """The cells of one CSV row, each without the mark ``_csv_cell`` put in front."""
+    values = next(csv.reader([record]), [])
+    return [value[len(TEXT_MARK):] if value.startswith(TEXT_MARK) else value
+            for value in values]
 
 
 def _csv_line(values: Any) -> str:
+    """One CSV row ending in a newline. The writer is told rows end in CR LF so that it
+    quotes every cell holding either (with LF alone it leaves a lone CR unquoted)."""
     out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerow(values)
-    return out.getvalue()
+    csv.writer(out, lineterminator="\r\n").writerow(values)
+    return out.getvalue()[:-2] + "\n"
 
 
-def _csv_cell(value: Any) -> Any:
-    """One CSV cell on one line: lists as JSON, line breaks as spaces, None as empty."""
+def _csv_cell(name: str, value: Any) -> Any:
+    """One CSV cell: lists as JSON, None as empty, text on one line (line breaks as spaces)
+    except in the key columns, and the mark in front of text a spreadsheet would run."""
     if value is None:
         return ""
     if isinstance(value, (list, dict)):
         return json.dumps(value)
-    if isinstance(value, str):
-        return " ".join(value.splitlines())
+    if not isinstance(value, str):
+        return value
+    if name not in KEY_FIELDS:
+        value = " ".join(value.splitlines())
+    if value.startswith((*FORMULA_STARTS, TEXT_MARK)) and not _NUMBER.fullmatch(value):
+        return TEXT_MARK + value
     return value
 
 

@@ -16,9 +16,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-from ..batch import EXIT_STOPPED, EXIT_USAGE, BatchSummary, run_batch
+from ..batch import EXIT_STOPPED, EXIT_USAGE, BatchSummary, find_batch_scans, run_batch
 from ..errors import L3LocatorError
-from ..inputs import ScanInput, find_scans
+from ..inputs import ScanInput
 from ..results import ResultsFile
 from ..volume import GB
 from .deps import require_dask
@@ -152,7 +152,7 @@ def run_cohort(args: argparse.Namespace, on_row: Callable[[Row], None]) -> tuple
         if args.series:
             tasks = tasks_for_inputs(args.inputs, args.series, args.patient_ids)
         else:
-            tasks = tasks_for_scans(find_scans(args.inputs))
+            tasks = tasks_for_scans(find_batch_scans(args.inputs))
     except L3LocatorError as error:  # e.g. pydicom missing
         return EXIT_USAGE, str(error)
     results: Optional[ResultsFile] = None

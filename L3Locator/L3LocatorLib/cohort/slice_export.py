@@ -2,8 +2,11 @@
 
 Slices are taken along the scan's own slice axis (``L3Result.slice_axis``; k for axial
 scans) at the original resolution and HU, never resampled. Files are named
-``<stem>_L3...`` where the stem starts with the study UID, so a folder listing sorts by
-study:
+``<stem>_L3...``, the stem unique per scan (``outputs.output_stem``: with ``--series`` it
+starts with the study UID, so a folder listing sorts by study). Nothing is overwritten: when
+a scan's files are already there (the scan run again), the new ones are ``<stem>-2_L3...``,
+``-3``..., so a results row always names the files made with its own answer. A scan's files
+are written whole or not at all (nothing is left when one of them cannot be written):
 
 - ``<stem>_L3.nii.gz``: the slab of ``2 * neighbours + 1`` slices (fewer at the scan's
   edge), HU as stored, geometry of the source.
@@ -16,15 +19,19 @@ study:
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, L3LocatorError
+from ..outputs import EXPORT_DICOM, EXPORT_NIFTI, EXPORT_PNG, write_atomically
 from ..result import L3Result
-from ..volume import LPS_TO_RAS, Volume, write_volume
+from ..volume import LPS_TO_RAS, Volume, read_volume, write_volume
 from .deps import require_pydicom
 from .dicom_write import PATIENT_STUDY_TAGS, ct_image, new_uid, save_dataset
 
@@ -79,11 +86,13 @@ def export_slices(
     Args:
         volume: the CT the result was found in (HU).
         result: a found ``L3Result`` (``slice_index`` along ``slice_axis``).
-        stem: file name prefix (study UID first, so files sort by study).
+        stem: file name prefix, unique per scan (``outputs.output_stem``).
         dicom_source: a DICOM file of the source series, whose patient and study
             attributes the DICOM slices keep; None (e.g. NIfTI input): a new study.
 
-    Returns the paths written: the NIfTI file, the DICOM folder, the PNG.
+    Returns the paths written: the NIfTI file, the DICOM folder, the PNG. Raises
+    ``OSError`` (or ``L3LocatorError``: pydicom missing) with nothing left behind when any
+    of them cannot be written.
     """
     if not result.found or result.slice_index is None:
         raise InputError("No L3 slice to export: L3 was not found in this scan.")
@@ -92,11 +101,55 @@ def export_slices(
     out_dir.mkdir(parents=True, exist_ok=True)
     part = slab(volume, axis, centre - neighbours, centre + neighbours + 1)
     first = max(0, centre - neighbours)
-    nifti = write_volume(part, out_dir / f"{stem}_L3.nii.gz")
-    dicom_dir = _write_dicom(volume, axis, first, part.shape_ijk[axis], centre,
-                             out_dir / f"{stem}_L3_dicom", dicom_source)
-    png = _write_png(volume, axis, centre, out_dir / f"{stem}_L3.png", window)
+    base = _claim(out_dir, stem)
+    nifti, dicom_dir, png = (out_dir / f"{base}{end}"
+                             for end in (EXPORT_NIFTI, EXPORT_DICOM, EXPORT_PNG))
+    try:
+        write_atomically(nifti, lambda path: _write_nifti(part, path))
+        _write_dicom(volume, axis, first, part.shape_ijk[axis], centre, dicom_dir,
+                     dicom_source)
+        write_atomically(png, lambda path: _write_png(volume, axis, centre, path, window))
+    except BaseException:
+        nifti.unlink(missing_ok=True)
+        shutil.rmtree(dicom_dir, ignore_errors=True)
+        raise
     return [nifti, dicom_dir, png]
+
+
+def _claim(out_dir: Path, stem: str) -> str:
+    """The first of ``stem``, ``stem-2``, ... whose files are not there yet, claimed by
+    creating its (empty) DICOM folder: ``mkdir`` is atomic, so two processes never claim
+    one name."""
+    base, number = stem, 1
+    while True:
+        if not any(os.path.lexists(out_dir / f"{base}{end}") for end in (EXPORT_NIFTI, EXPORT_PNG)):
+            try:
+                (out_dir / f"{base}{EXPORT_DICOM}").mkdir()
+                return base
+            except FileExistsError:
+                pass
+        number += 1
+        base = f"{stem}-{number}"
+
+
+def _write_nifti(part: Volume, path: Path) -> None:
+    """Write the slab and read it back: SimpleITK reports no error when the disk fills up
+    or the file size limit is reached (it leaves a cut file), and a RuntimeError without
+    the system's reason when the file cannot be opened; it stops the whole process on a
+    path that is not valid UTF-8, which is refused here instead."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise OSError(errno.EINVAL, "the folder's name is not valid UTF-8, which SimpleITK "
+                      "cannot write to", str(path)) from None
+    try:
+        write_volume(part, path)
+        complete = np.array_equal(read_volume(path).array, part.array)
+    except (RuntimeError, L3LocatorError):
+        complete = False
+    if not complete:
+        raise OSError(errno.EIO, "the NIfTI file could not be written whole; is the disk full?",
+                      str(path))
 
 
 def _patient_study(dicom_source: Optional[str]) -> dict[str, Any]:
@@ -117,7 +170,7 @@ def _write_dicom(volume: Volume, axis: int, first: int, count: int, centre: int,
                  folder: Path, dicom_source: Optional[str]) -> Path:
     """One DICOM CT image per slice; files named by offset from the L3 slice."""
     source = _patient_study(dicom_source)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)  # claimed by the caller (``_claim``)
     lps = LPS_TO_RAS @ volume.ijk_to_ras
     spacing = volume.spacing
     series_uid = new_uid()
@@ -155,5 +208,5 @@ def _write_png(volume: Volume, axis: int, index: int, path: Path, window: PngWin
             pixels = pixels[::-1, :]
     low = window.level - window.width / 2.0
     grey = np.clip((pixels.astype(np.float32) - low) / window.width * 255.0, 0, 255)
-    Image.fromarray(grey.astype(np.uint8)).save(path)
+    Image.fromarray(grey.astype(np.uint8)).save(path, format="PNG")
     return path

@@ -19,7 +19,8 @@ from typing import Any, Optional, Sequence, Union
 
 from ..errors import L3LocatorError
 from ..inputs import ScanInput, find_scans, read_input
-from ..qa import qa_file_name
+from ..outputs import add_reason, is_own_output, not_written, output_stem
+from ..qa import write_scan_qa
 from ..report import ROW_FIELDS, result_row
 from ..volume import MAX_SCAN_BYTES, Volume, is_volume_file
 from .dicom_tree import SeriesInfo, group_by_study, scan_tree
@@ -93,7 +94,8 @@ def tasks_for_inputs(
 ) -> list[ScanTask]:
     """Tasks for what the user named: volume files as they are, DICOM under every folder
     grouped by study and series from headers (pydicom), the series chosen per
-    ``series_mode`` (see ``tasks_for_tree``). Missing paths become error rows."""
+    ``series_mode`` (see ``tasks_for_tree``). Missing paths become error rows; the batch's
+    own outputs found in a named folder are left out (``outputs.is_own_output``)."""
     tasks: list[ScanTask] = []
     folders: list[Path] = []
     for given in paths:
@@ -103,13 +105,15 @@ def tasks_for_inputs(
             volume_files = sorted(
                 Path(folder) / name for folder, _, names in os.walk(path) for name in names
                 if is_volume_file(Path(name)) and not name.startswith(".")
+                and not is_own_output(Path(folder) / name, path)
             )
             tasks.extend(tasks_for_scans(find_scans(volume_files)))
         else:
             tasks.extend(tasks_for_scans(find_scans([path])))
     for folder in folders:  # one walk per folder, so an empty one can be named
         found = tasks_for_tree([folder], series_mode, patient_ids, policy)
-        if not found and not any(str(t.scan.path).startswith(str(folder.resolve()))
+        resolved = folder.resolve()
+        if not found and not any(resolved == t.scan.path or resolved in t.scan.path.parents
                                  for t in tasks):
             found = [ScanTask(ScanInput(folder.resolve(), problem=(
                 f"{folder}: no CT found in this folder (no DICOM images, NIfTI, NRRD or MHA "
@@ -128,12 +132,17 @@ def tasks_for_tree(
 
     ``series_mode`` "best": one task per study (its chosen series, or a skipped row
     saying why no series suits); "all": one task per series, unusable ones skipped with
-    their reason. Patient identifiers go into the rows only with ``patient_ids``.
+    their reason. Patient identifiers go into the rows only with ``patient_ids``. The
+    batch's own outputs under ``roots`` (``outputs.is_own_output``) are not series.
     """
     if series_mode not in SERIES_MODES:
         raise ValueError(f"series_mode must be one of {SERIES_MODES}, got {series_mode!r}")
     tasks: list[ScanTask] = []
-    for study_uid, study_series in group_by_study(scan_tree(roots)).items():
+    # The batch's own exported slices (same study UID as their source) are not series of
+    # the study: left out before grouping, so they change neither the choice nor the keys.
+    series = [s for s in scan_tree(roots)
+              if not any(is_own_output(Path(s.folder), Path(root)) for root in roots)]
+    for study_uid, study_series in group_by_study(series).items():
         decisions = choose_series(study_series, policy)
         others = summary_of_others(decisions)
         if series_mode == "all":
@@ -191,6 +200,9 @@ def cached_model(options: TaskOptions) -> Any:
     key = (options.model, options.device)
     if key not in _MODELS:
         from ..network import load_model
+        from ..quiet import quiet_libraries
+
+        quiet_libraries()  # before PaddlePaddle is imported (on a Dask worker: first here)
 
         _MODELS[key] = load_model(options.model, device=options.device)
     return _MODELS[key]
@@ -244,34 +256,33 @@ def run_task(task: ScanTask, options: TaskOptions,
         if not isinstance(error, L3LocatorError):
             log.exception("Unexpected error on %s", task.scan.path)
         return error_row(task, error)
-    row = _row(task, result=result, qa_png=_qa(task, result, options))
-    row["exported"] = _export(task, volume, result, options)
-    return row
+    qa_png = why_no_qa = ""
+    if options.qa_dir is not None and result.evidence is not None:
+        qa_png, why_no_qa = write_scan_qa(result, options.qa_dir, task.stem, task.key,
+                                          task.scan.title)
+    row = add_reason(_row(task, result=result, qa_png=qa_png), why_no_qa)
+    row["exported"], why_not_exported = _export(task, volume, result, options)
+    return add_reason(row, why_not_exported)
 
 
-def _qa(task: ScanTask, result: Any, options: TaskOptions) -> str:
-    if options.qa_dir is None or result.evidence is None:
-        return ""
-    from ..qa import save_qa_png
-
-    try:
-        target = Path(options.qa_dir) / qa_file_name(task.stem, "\0".join(task.key))
-        return str(save_qa_png(result, target, title=task.scan.title))
-    except OSError as error:
-        log.warning("Could not write the QA picture for %s: %s", task.scan.path, error)
-        return ""
-
-
-def _export(task: ScanTask, volume: Volume, result: Any, options: TaskOptions) -> Optional[str]:
+def _export(task: ScanTask, volume: Volume, result: Any,
+            options: TaskOptions) -> tuple[Optional[str], str]:
+    """The scan's L3 slices written (``slice_export``): (their paths, ""), or (None, why
+    not) when they cannot be written."""
     if options.export_dir is None or not result.found:
-        return None
+        return None, ""
     from .slice_export import export_slices
 
     try:
-        written = export_slices(volume, result, Path(options.export_dir), task.stem,
+        written = export_slices(volume, result, Path(options.export_dir),
+                                output_stem(task.stem, task.key),
                                 neighbours=options.neighbours,
                                 dicom_source=str(task.scan.files[0]) if task.scan.files else None)
-    except (OSError, L3LocatorError) as error:
-        log.warning("Could not export the L3 slices of %s: %s", task.scan.path, error)
-        return None
-    return " ".join(str(p) for p in written)
+    except Exception as error:  # the row keeps its answer and says why the files are missing
+        if not isinstance(error, (OSError, L3LocatorError)):
+            log.exception("Unexpected error exporting the L3 slices of %s", task.scan.path)
+        else:
+            log.warning("Could not export the L3 slices of %s: %s", task.scan.path, error)
+        return None, not_written("L3 slice export", options.export_dir, error,
+                                 "--export-slices folder")
+    return " ".join(str(p) for p in written), ""
