@@ -50,6 +50,13 @@ PADDLE_INSTALL_HINT = (
 def import_paddle() -> Any:
     """Import and return the ``paddle`` module, or raise ``DependencyError`` saying how
     to install it."""
+    import warnings
+
+    from .quiet import CCACHE_WARNING
+
+    # PaddlePaddle's import warns that ccache (a compiler cache) is missing: L3 Locator
+    # builds no C++ extension, so the warning only confuses users of the library too.
+    warnings.filterwarnings("ignore", message=CCACHE_WARNING, category=UserWarning)
     try:
         import paddle  # noqa: PLC0415
     except ImportError as error:  # pragma: no cover - depends on the environment

@@ -124,8 +124,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_USAGE if stop.code else EXIT_OK
     configureLogging(args.verbose)
 
-    from L3LocatorLib.batch import run_batch, usage_problem
-    from L3LocatorLib.inputs import find_scans
+    from L3LocatorLib.batch import find_batch_scans, run_batch, usage_problem
     from L3LocatorLib.results import ResultsFile
 
     problem = usage_problem(args) or ("" if args.output is not None else
@@ -142,7 +141,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except L3LocatorError as error:
         raise BatchStopped(str(error), EXIT_USAGE) from None
     with results:
-        scans = find_scans(args.input)
+        scans = find_batch_scans(args.input)
         if all(scan.key in results.done for scan in scans):
             print(f"No scans to process: all {len(scans)} are done in {args.output}.",
                   file=sys.stderr)
