@@ -18,6 +18,7 @@ from .decode import RowPrediction, decode_prediction, subpixel_peak
 from .errors import InputError
 from .network import LoadedModel, load_model, predict_views
 from .projection import Projections, project
+from .real_slice import in_real_slices
 from .result import STATUS_NOT_FOUND, STATUS_OK, Evidence, L3Result, ViewResult
 from .review import ReviewPolicy, edge_reasons, review_reasons
 from .volume import Volume
@@ -89,6 +90,7 @@ def locate(
         start = time.perf_counter()
         _place_point(result, volume, projections, prediction.answer(wanted).row)
         timed("body_point", start)
+    in_real_slices(result, volume)
     result.timings_s = timings
     return result
 

@@ -1,7 +1,8 @@
 """Export the L3 slice (and neighbours) for body-composition tools: NIfTI, DICOM and PNG.
 
 Slices are taken along the scan's own slice axis (``L3Result.slice_axis``; k for axial
-scans) at the original resolution and HU, never resampled. Files are named
+scans) at the original resolution and HU, never resampled: a DICOM series located on a
+resampled grid (uneven spacing, gantry tilt) has its real slices read again from the files. Files are named
 ``<stem>_L3...`` where the stem starts with the study UID, so a folder listing sorts by
 study:
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..result import L3Result
-from ..volume import LPS_TO_RAS, Volume, write_volume
+from ..volume import LPS_TO_RAS, Volume, read_real_slices, write_volume
 from .deps import require_pydicom
 from .dicom_write import PATIENT_STUDY_TAGS, ct_image, new_uid, save_dataset
 
@@ -89,6 +90,13 @@ def export_slices(
         raise InputError("No L3 slice to export: L3 was not found in this scan.")
     axis = 2 if result.slice_axis is None else int(result.slice_axis)
     centre = int(result.slice_index)
+    if volume.source is not None and volume.source.changed and axis == 2:
+        # Located on a resampled (uneven spacing) or untilted grid: ``slice_index`` counts
+        # the series' real slices (``real_slice``), which are exported as stored.
+        first_real = max(0, centre - neighbours)
+        volume = read_real_slices(volume.source, first_real, centre + neighbours + 1,
+                                  volume.name)
+        centre -= first_real
     out_dir.mkdir(parents=True, exist_ok=True)
     part = slab(volume, axis, centre - neighbours, centre + neighbours + 1)
     first = max(0, centre - neighbours)
@@ -128,6 +136,8 @@ def _write_dicom(volume: Volume, axis: int, first: int, count: int, centre: int,
         corner = np.zeros(3)
         corner[axis] = index
         position = lps[:3, :3] @ corner + lps[:3, 3]
+        if volume.source is not None and axis == 2:  # the real slice's own position
+            position = np.asarray(volume.source.positions_lps[index], dtype=float)
         orientation = [*(lps[:3, col_axis] / spacing[col_axis]),
                        *(lps[:3, row_axis] / spacing[row_axis])]
         ds = ct_image(pixels, position, orientation, (spacing[row_axis], spacing[col_axis]),

@@ -1,0 +1,163 @@
+"""Every real DICOM series read as it is (issue 24, items 2-6 and 12): series that reuse
+UIDs, answers in the scan's own slices after resampling, two blocks of slice spacing,
+enhanced CT frames, partly copied series, and the right reason for what cannot be read.
+
+Series are written with the project's own DICOM writer (``cohort.dicom_write``) from
+phantoms or a marker volume. Needs pydicom (the cohort extra); skips cleanly without it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pytest
+
+pydicom = pytest.importorskip("pydicom", reason="the cohort extra (pydicom) is not installed")
+
+from L3LocatorLib.cohort.dicom_write import ct_image, new_uid, save_dataset  # noqa: E402
+from L3LocatorLib.dicom import find_gaps  # noqa: E402
+from L3LocatorLib.errors import InputError  # noqa: E402
+from L3LocatorLib.inputs import find_scans, read_input  # noqa: E402
+from L3LocatorLib.phantoms import make_phantom  # noqa: E402
+from L3LocatorLib.volume import LPS_TO_RAS, Volume  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def phantom() -> tuple[Volume, float]:
+    """An abdomen-pelvis phantom on 1 mm slices (8 mm pixels, fast), and its L3 S (mm)."""
+    volume, truth = make_phantom(3, preset="abdomen_pelvis", spacing=(8.0, 8.0, 1.0),
+                                 matrix=48, orientation="axial_lps")
+    return volume, float(truth.l3_landmark_ras[2])
+
+
+def write_slices(volume: Volume, ks: Sequence[int], folder: Path, *,
+                 shift_per_mm: Optional[np.ndarray] = None, study: Optional[dict] = None,
+                 series_uid: Optional[str] = None, extra: Optional[dict] = None,
+                 names: str = "IM{n:04d}") -> list[Path]:
+    """The k slices ``ks`` of ``volume`` as one DICOM series (one file each, in order).
+
+    ``shift_per_mm`` moves each slice in its plane by that many mm (LPS) per mm along the
+    normal, as a tilted gantry does (pixels are shifted with it, so anatomy stays put).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    lps = LPS_TO_RAS @ volume.ijk_to_ras
+    spacing = volume.spacing
+    orientation = [*(lps[:3, 0] / spacing[0]), *(lps[:3, 1] / spacing[1])]
+    study = study or {"PatientID": "P1", "StudyInstanceUID": new_uid(),
+                      "FrameOfReferenceUID": new_uid()}
+    series_uid = series_uid or new_uid()
+    files = []
+    for n, k in enumerate(ks, start=1):
+        position = lps[:3, :3] @ np.array([0.0, 0.0, k]) + lps[:3, 3]
+        pixels = volume.array[k].astype(np.float32)
+        if shift_per_mm is not None:
+            offset = shift_per_mm * (k * spacing[2])
+            position = position + offset
+            pixels = np.roll(pixels, (-int(round(offset[1] / spacing[1])),
+                                      -int(round(offset[0] / spacing[0]))), axis=(0, 1))
+        ds = ct_image(pixels, position, orientation, (spacing[1], spacing[0]), 2.0,
+                      series_uid=series_uid, series_number=2, instance_number=n,
+                      series_description="Abdomen", patient_study=study)
+        for name, value in (extra or {}).items():
+            setattr(ds, name, value)
+        path = folder / names.format(n=n)
+        save_dataset(ds, path)
+        files.append(path)
+    return files
+
+
+def two_blocks(n_first: int, first_mm: int, second_mm: int, stop: int) -> list[int]:
+    """k (1 mm slices) of a series of ``n_first`` slices ``first_mm`` apart, then slices
+    ``second_mm`` apart up to ``stop``."""
+    ks = list(range(0, n_first * first_mm, first_mm))
+    return ks + list(range(ks[-1] + second_mm, stop, second_mm))
+
+
+def aged(files: Sequence[Path], seconds: float = 60.0) -> None:
+    """Date the files ``seconds`` back, as a finished copy is."""
+    when = time.time() - seconds
+    for path in files:
+        os.utime(path, (when, when))
+
+
+# ---------------------------------------------------------------- item 4
+
+
+@pytest.mark.parametrize("first_mm, second_mm", [(4, 7), (2, 5)])
+def test_item4_two_spacing_blocks_are_a_complete_series(phantom, tmp_path, first_mm, second_mm):
+    volume, _ = phantom
+    ks = two_blocks(30, first_mm, second_mm, volume.array.shape[0])
+    files = write_slices(volume, ks, tmp_path / "ct")
+    aged(files)
+    [scan] = find_scans([tmp_path / "ct"])
+    read = read_input(scan)
+    assert read.spacing[2] == pytest.approx(first_mm)  # the finer block's spacing
+    assert read.source is not None and "uneven slice spacing" in read.source.note
+    assert len(read.source.files) == len(ks)
+
+
+def test_item4_a_gap_inside_a_block_or_between_blocks_is_still_refused():
+    four, seven = [4.0] * 20, [7.0] * 20
+    assert find_gaps(np.array(four + seven)) == []
+    assert find_gaps(np.array(four + [5.5] + seven)) == []  # a step between the blocks
+    assert [g for g, _ in find_gaps(np.array(four[:10] + [12.0] + four[10:] + seven))] == [10]
+    assert [g for g, _ in find_gaps(np.array(four + [14.0] + seven))] == [20]
+    # Short runs are no block: 8 mm twice inside 4 mm slices are two gaps.
+    assert len(find_gaps(np.array(four + [8.0, 8.0] + four))) == 2
+
+
+def test_item4_two_blocks_with_a_tilted_gantry(phantom, tmp_path):
+    """A GE head CT: 4 then 7 mm slices on a gantry tilted by 12 degrees."""
+    volume, _ = phantom
+    shift = np.array([0.0, np.tan(np.radians(12.0)), 0.0])
+    files = write_slices(volume, two_blocks(30, 4, 7, volume.array.shape[0]), tmp_path / "t",
+                         shift_per_mm=shift)
+    aged(files)
+    read = read_input(find_scans([tmp_path / "t"])[0])
+    assert "gantry tilt of 12.0 degrees" in read.source.note
+    assert read.spacing[2] == pytest.approx(4.0)
+
+
+# ---------------------------------------------------------------- item 3
+
+
+def test_item3_answer_given_in_the_real_slices_and_exported_unresampled(phantom, tmp_path):
+    """4 mm then 7 mm slices: L3 is found on a resampled 4 mm grid, whose k is not the
+    files' index; the row names the nearest real slice and the export is that slice."""
+    from L3LocatorLib.cohort.slice_export import export_slices
+    from L3LocatorLib.locate import locate
+    from L3LocatorLib.report import result_row
+
+    volume, l3_s = phantom
+    ks = two_blocks(25, 4, 7, volume.array.shape[0])
+    files = write_slices(volume, ks, tmp_path / "ct")
+    aged(files)
+    [scan] = find_scans([tmp_path / "ct"])
+    read = read_input(scan)
+    result = locate(read, device="cpu")
+    assert result.found, result.message
+    n = result.slice_index
+    real_s = float((read.ijk_to_ras[:3, :3] @ [0, 0, read.source.k_index[n]]
+                    + read.ijk_to_ras[:3, 3])[2])
+    s_of_file = [float(volume.ijk_to_ras_points((0, 0, k))[2]) for k in ks]
+    assert real_s == pytest.approx(s_of_file[n], abs=1e-3)
+    # The nearest real slice to the level found, and the file that holds it.
+    assert abs(s_of_file[n] - result.s_mm) <= 3.5 + 1e-6
+    assert result.slice_file == str(files[n].resolve()) and result.slice_instance == n + 1
+    assert result.slice_sop_uid == pydicom.dcmread(files[n]).SOPInstanceUID
+    assert result.l3_ijk[2] == n
+    row = result_row(str(scan.path), result, series=scan.series_uid)
+    assert row["slice_index"] == n and row["slice_file"] == result.slice_file
+    assert "uneven slice spacing" in row["resampled"] and "nearest real slice" in row["resampled"]
+
+    _, dicom_dir, _ = export_slices(read, result, tmp_path / "out", "x",
+                                    dicom_source=str(files[0]))
+    exported = pydicom.dcmread(dicom_dir / "L3+0.dcm")
+    original = pydicom.dcmread(files[n])
+    assert np.array_equal(exported.pixel_array, original.pixel_array)
+    np.testing.assert_allclose([float(v) for v in exported.ImagePositionPatient],
+                               [float(v) for v in original.ImagePositionPatient], atol=1e-3)
