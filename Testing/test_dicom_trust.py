@@ -161,3 +161,79 @@ def test_item3_answer_given_in_the_real_slices_and_exported_unresampled(phantom,
     assert np.array_equal(exported.pixel_array, original.pixel_array)
     np.testing.assert_allclose([float(v) for v in exported.ImagePositionPatient],
                                [float(v) for v in original.ImagePositionPatient], atol=1e-3)
+
+
+# ---------------------------------------------------------------- item 5
+
+
+def enhanced_ct(path: Path, volume: Volume, ks: Sequence[int],
+                shift_per_mm: Optional[np.ndarray] = None) -> None:
+    """An enhanced (multi-frame) CT holding the k slices ``ks`` of ``volume`` as frames,
+    each frame's position in its own functional group."""
+    from pydicom.dataset import Dataset
+
+    from L3LocatorLib.cohort.dicom_write import base_dataset
+
+    ds = base_dataset("1.2.840.10008.5.1.4.1.1.2.1")  # Enhanced CT Image Storage
+    ds.Modality, ds.SeriesInstanceUID, ds.StudyInstanceUID = "CT", new_uid(), new_uid()
+    ds.PatientID = "P1"
+    array = np.asarray(volume.array)[list(ks)]
+    ds.NumberOfFrames, ds.Rows, ds.Columns = array.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    lps = LPS_TO_RAS @ volume.ijk_to_ras
+    spacing = volume.spacing
+    measures, orientation, shared = Dataset(), Dataset(), Dataset()
+    measures.PixelSpacing = [float(spacing[1]), float(spacing[0])]
+    measures.SliceThickness = 1.0
+    orientation.ImageOrientationPatient = [*(lps[:3, 0] / spacing[0]), *(lps[:3, 1] / spacing[1])]
+    shared.PixelMeasuresSequence, shared.PlaneOrientationSequence = [measures], [orientation]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    frames = []
+    for k in ks:
+        position, frame = Dataset(), Dataset()
+        point = lps[:3, :3] @ np.array([0.0, 0.0, k]) + lps[:3, 3]
+        if shift_per_mm is not None:
+            point = point + shift_per_mm * k * spacing[2]
+        position.ImagePositionPatient = [float(v) for v in point]
+        frame.PlanePositionSequence = [position]
+        frames.append(frame)
+    ds.PerFrameFunctionalGroupsSequence = frames
+    ds.PixelData = np.ascontiguousarray(array, dtype="<i2").tobytes()
+    save_dataset(ds, path)
+
+
+def _read_enhanced(tmp_path: Path, volume: Volume, ks: Sequence[int], **kwargs: Any) -> Volume:
+    folder = tmp_path / "mf"
+    folder.mkdir(parents=True)
+    enhanced_ct(folder / "ENHANCED", volume, ks, **kwargs)
+    aged([folder / "ENHANCED"])
+    [scan] = find_scans([folder])
+    return read_input(scan)
+
+
+def test_item5_enhanced_ct_read_with_its_frame_positions(phantom, tmp_path):
+    volume, _ = phantom
+    ks = list(range(0, volume.array.shape[0], 3))
+    read = _read_enhanced(tmp_path, volume, ks)
+    assert read.spacing[2] == pytest.approx(3.0)  # never the 1 mm a reader assumes
+    np.testing.assert_array_equal(read.array, volume.array[ks])
+    np.testing.assert_allclose(read.ijk_to_ras_points((0, 0, 2)),
+                               volume.ijk_to_ras_points((0, 0, ks[2])), atol=1e-3)
+
+
+def test_item5_enhanced_ct_with_missing_frames_is_refused(phantom, tmp_path):
+    volume, _ = phantom
+    ks = list(range(0, 60, 3)) + list(range(120, volume.array.shape[0], 3))
+    with pytest.raises(InputError, match=r"about 20 frame\(s\) are missing"):
+        _read_enhanced(tmp_path, volume, ks)
+
+
+def test_item5_enhanced_ct_duplicate_frames_and_tilt(phantom, tmp_path):
+    volume, _ = phantom
+    ks = list(range(0, 90, 3))
+    with pytest.raises(InputError, match="frames share a position"):
+        _read_enhanced(tmp_path / "dup", volume, ks + ks[:4])
+    tilted = _read_enhanced(tmp_path / "tilt", volume, ks,
+                            shift_per_mm=np.array([0.0, np.tan(np.radians(15.0)), 0.0]))
+    assert "gantry tilt of 15.0 degrees" in tilted.source.note
