@@ -237,3 +237,51 @@ def test_item5_enhanced_ct_duplicate_frames_and_tilt(phantom, tmp_path):
     tilted = _read_enhanced(tmp_path / "tilt", volume, ks,
                             shift_per_mm=np.array([0.0, np.tan(np.radians(15.0)), 0.0]))
     assert "gantry tilt of 15.0 degrees" in tilted.source.note
+
+
+# ---------------------------------------------------------------- item 2
+
+
+@pytest.fixture(scope="module")
+def two_patients(phantom, tmp_path_factory) -> tuple[Path, dict[str, list[Path]]]:
+    """Two patients' CTs written by an anonymiser that kept the Study and Series UIDs: in
+    their own folders, and (patient 3 and 4) mixed in one flat folder."""
+    volume, _ = phantom
+    other, _ = make_phantom(4, preset="abdomen_pelvis", spacing=(8.0, 8.0, 1.0), matrix=48,
+                            orientation="axial_lps")
+    root = tmp_path_factory.mktemp("reused_uids")
+    study, series = new_uid(), new_uid()
+    files = {}
+    for patient, source, folder, offset in (("P1", volume, "p1/CT", 0), ("P2", other, "p2/CT", 2),
+                                            ("P3", volume, "flat", 0), ("P4", other, "flat", 2)):
+        files[patient] = write_slices(
+            source, range(offset, source.array.shape[0] - 4, 5), root / folder,
+            study={"PatientID": patient, "StudyInstanceUID": study,
+                   "FrameOfReferenceUID": f"1.2.3.{patient[1]}"},
+            series_uid=series, names=patient + "_{n:04d}")
+        aged(files[patient])
+    return root, files
+
+
+def test_item2_series_that_reuse_uids_are_not_merged(two_patients):
+    from L3LocatorLib.cohort.tasks import read_task, tasks_for_tree
+
+    root, files = two_patients
+    tasks = tasks_for_tree([root], series_mode="best")
+    assert len(tasks) == 4 and len({t.key for t in tasks}) == 4
+    by_files = {frozenset(t.scan.files): t for t in tasks}
+    for patient, written in files.items():
+        task = by_files[frozenset(p.resolve() for p in written)]  # each patient's own files
+        assert "claim the same Study/Series UIDs" in task.fields["series_reason"]
+        assert "another patient" in task.fields["series_reason"]
+        volume = read_task(task)
+        first = pydicom.dcmread(written[0])
+        np.testing.assert_array_equal(volume.array[0], first.pixel_array)
+
+
+def test_item2_plain_locate_parts_patients_in_one_folder(two_patients, caplog):
+    root, files = two_patients
+    scans = find_scans([root / "flat"])
+    assert sorted(len(s.files) for s in scans) == sorted(len(files[p]) for p in ("P3", "P4"))
+    assert len({s.key for s in scans}) == 2
+    assert "disagree on the patient" in caplog.text

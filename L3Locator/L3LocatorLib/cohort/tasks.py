@@ -133,7 +133,8 @@ def tasks_for_tree(
     if series_mode not in SERIES_MODES:
         raise ValueError(f"series_mode must be one of {SERIES_MODES}, got {series_mode!r}")
     tasks: list[ScanTask] = []
-    for study_uid, study_series in group_by_study(scan_tree(roots)).items():
+    for study_series in group_by_study(scan_tree(roots)).values():
+        study_uid = study_series[0].study_uid
         decisions = choose_series(study_series, policy)
         others = summary_of_others(decisions)
         if series_mode == "all":
@@ -166,13 +167,13 @@ def _series_task(series: SeriesInfo, choice: str, reason: str, others: str, pati
         "series_description": series.description,
         "n_images": series.n_images,
         "series_choice": choice,
-        "series_reason": reason,
+        "series_reason": "; ".join(filter(None, (reason, series.conflict))),
         "other_series": others or None,
     }
     if patient_ids:
         fields.update(patient_id=h.patient_id, patient_name=h.patient_name,
                       accession_number=h.accession_number, study_date=h.study_date)
-    scan = ScanInput(Path(series.folder).resolve(), series_uid=series.series_uid,
+    scan = ScanInput(Path(series.folder).resolve(), series_uid=series.row_uid,
                      files=tuple(Path(f).resolve() for f in series.files),
                      description=series.description, problem=skip)
     return ScanTask(scan, fields, f"{series.study_uid}__{series.series_uid}", skip=bool(skip))
