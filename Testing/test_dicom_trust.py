@@ -270,7 +270,7 @@ def test_item2_series_that_reuse_uids_are_not_merged(two_patients):
     tasks = tasks_for_tree([root], series_mode="best")
     assert len(tasks) == 4 and len({t.key for t in tasks}) == 4
     by_files = {frozenset(t.scan.files): t for t in tasks}
-    for patient, written in files.items():
+    for written in files.values():
         task = by_files[frozenset(p.resolve() for p in written)]  # each patient's own files
         assert "claim the same Study/Series UIDs" in task.fields["series_reason"]
         assert "another patient" in task.fields["series_reason"]

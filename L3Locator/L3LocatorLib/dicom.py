@@ -65,18 +65,32 @@ def is_ignored_name(name: str) -> bool:
 
 
 def is_dicom_file(path: Path) -> bool:
-    """True when the file is DICOM: the ``DICM`` marker at byte 128 (DICOM Part 10), or a
-    DICOM suffix. Names do not matter otherwise (UID-named files are common)."""
+    """True when the file is DICOM: the ``DICM`` marker at byte 128 (DICOM Part 10), a data
+    set without that preamble (``starts_like_dataset``), or a DICOM suffix. Names do not
+    matter otherwise (UID-named files are common)."""
     if is_ignored_name(path.name):
         return False
     if path.name.lower().endswith(DICOM_SUFFIXES):
         return True
     try:
         with open(path, "rb") as stream:
-            stream.seek(128)
-            return stream.read(4) == DICOM_MAGIC
+            head = stream.read(132)
     except OSError:
         return False
+    return head[128:132] == DICOM_MAGIC or starts_like_dataset(head)
+
+
+def starts_like_dataset(head: bytes) -> bool:
+    """True when the bytes begin like a DICOM data set written without the 128-byte
+    preamble (older exports do this): a first element of group 0002 (file meta) or 0008
+    (identification), little endian, with an explicit VR or a plausible implicit length."""
+    if len(head) < 8:
+        return False
+    group, element = int.from_bytes(head[0:2], "little"), int.from_bytes(head[2:4], "little")
+    if group not in (0x0002, 0x0008) or element > 0x00FF:
+        return False
+    vr = head[4:6]
+    return (vr.isalpha() and vr.isupper()) or int.from_bytes(head[4:8], "little") < 0x10000
 
 
 def _sitk() -> Any:

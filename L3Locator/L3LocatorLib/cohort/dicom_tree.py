@@ -21,6 +21,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
+from ..dicom import starts_like_dataset
 from ..dicom_complete import NOT_DICOM_SUFFIXES
 from .deps import require_pydicom
 
@@ -160,8 +161,10 @@ def read_header(path: Union[str, os.PathLike[str]]) -> Optional[ImageHeader]:
 
     try:
         ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=list(HEADER_TAGS))
-    except InvalidDicomError:
-        return None
+    except InvalidDicomError:  # perhaps DICOM written without its 128-byte preamble
+        ds = _without_preamble(path)
+        if ds is None:
+            return None
     except Exception as error:  # a damaged file must not stop the walk: it is not usable
         log.info("%s: DICOM header unreadable (%s: %s)", path, type(error).__name__, error)
         return None
@@ -169,6 +172,21 @@ def read_header(path: Union[str, os.PathLike[str]]) -> Optional[ImageHeader]:
         return _header_from(ds, str(path))
     except Exception as error:  # malformed values (e.g. a position that is not a number)
         log.info("%s: DICOM header not understood (%s: %s)", path, type(error).__name__, error)
+        return None
+
+
+def _without_preamble(path: Union[str, os.PathLike[str]]) -> Any:
+    """The header of a DICOM file written without the 128-byte preamble, or None when the
+    file does not begin like a DICOM data set."""
+    pydicom = require_pydicom()
+    try:
+        with open(path, "rb") as stream:
+            if not starts_like_dataset(stream.read(8)):
+                return None
+        return pydicom.dcmread(str(path), stop_before_pixels=True, force=True,
+                               specific_tags=list(HEADER_TAGS))
+    except Exception as error:  # a damaged file must not stop the walk: it is not usable
+        log.info("%s: DICOM header unreadable (%s: %s)", path, type(error).__name__, error)
         return None
 
 

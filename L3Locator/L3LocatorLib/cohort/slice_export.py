@@ -2,9 +2,9 @@
 
 Slices are taken along the scan's own slice axis (``L3Result.slice_axis``; k for axial
 scans) at the original resolution and HU, never resampled: a DICOM series located on a
-resampled grid (uneven spacing, gantry tilt) has its real slices read again from the files. Files are named
-``<stem>_L3...`` where the stem starts with the study UID, so a folder listing sorts by
-study:
+resampled grid (uneven spacing, gantry tilt) has its real slices read again from the files.
+Files are named ``<stem>_L3...`` where the stem starts with the study UID, so a folder
+listing sorts by study:
 
 - ``<stem>_L3.nii.gz``: the slab of ``2 * neighbours + 1`` slices (fewer at the scan's
   edge), HU as stored, geometry of the source.

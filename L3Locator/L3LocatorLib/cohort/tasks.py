@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
-from ..errors import L3LocatorError
+from ..dicom_complete import IncompleteSeriesError
+from ..errors import InputError, L3LocatorError
 from ..inputs import ScanInput, find_scans, read_input
 from ..qa import qa_file_name
 from ..report import ROW_FIELDS, result_row
@@ -26,9 +27,11 @@ from .dicom_tree import SeriesInfo, group_by_study, scan_tree
 from .series_choice import (
     CHOSEN,
     DEFAULT_POLICY,
+    ELIGIBLE,
     SKIPPED,
     SeriesPolicy,
     choose_series,
+    preference_key,
     summary_of_others,
 )
 
@@ -74,6 +77,9 @@ class ScanTask:
     fields: dict[str, Any] = field(default_factory=dict)
     stem: str = ""
     skip: bool = False
+    #: In "best" mode, the study's other usable series, best first: read in turn when the
+    #: chosen one cannot be read (``read_task``).
+    fallbacks: list[ScanTask] = field(default_factory=list)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -145,7 +151,12 @@ def tasks_for_tree(
         chosen = [d for d in decisions if d.choice == CHOSEN]
         if chosen:
             d = chosen[0]
-            tasks.append(_series_task(d.series, d.choice, d.reason, others, patient_ids))
+            task = _series_task(d.series, d.choice, d.reason, others, patient_ids)
+            eligible = sorted((e for e in decisions if e.choice == ELIGIBLE),
+                              key=lambda e: preference_key(e.series, policy))
+            task.fallbacks = [_series_task(e.series, CHOSEN, e.reason, others, patient_ids)
+                              for e in eligible]
+            tasks.append(task)
             continue
         folder = os.path.commonpath([s.folder for s in study_series])
         problem = f"No series in this study suits finding L3 ({others})."
@@ -180,8 +191,45 @@ def _series_task(series: SeriesInfo, choice: str, reason: str, others: str, pati
 
 
 def read_task(task: ScanTask, max_bytes: float = MAX_SCAN_BYTES) -> Volume:
-    """The task's CT volume (``inputs.read_input``: DICOM geometry from slice positions)."""
-    return read_input(task.scan, max_bytes=max_bytes)
+    """The task's CT volume (``inputs.read_input``: DICOM geometry from slice positions).
+
+    When the chosen series cannot be read, the study's next best series are tried in turn
+    (``ScanTask.fallbacks``); the task then describes the series read, says why in
+    ``series_reason``, and keeps its key (so ``--resume`` knows the study is done). A
+    series still being copied is not passed over: its error row is retried later.
+    """
+    try:
+        return read_input(task.scan, max_bytes=max_bytes)
+    except IncompleteSeriesError:
+        raise
+    except InputError as error:
+        if not task.fallbacks:
+            raise
+        failed = f"{_label(task)} could not be read ({error})"
+        for fallback in task.fallbacks:
+            try:
+                volume = read_input(fallback.scan, max_bytes=max_bytes)
+            except IncompleteSeriesError:
+                raise
+            except InputError as other:
+                failed += f"; {_label(fallback)} neither ({other})"
+                continue
+            log.warning("%s: %s; the next best series was read instead.", task.scan.path,
+                        failed)
+            task.fields = {**fallback.fields, "series_reason": (
+                f"the best series, {failed}; used the next best: "
+                f"{fallback.fields.get('series_reason')}")}
+            task.scan = replace(fallback.scan, path=task.scan.path,
+                                series_uid=task.scan.series_uid)
+            task.stem, task.fallbacks = fallback.stem, []
+            return volume
+        raise InputError(f"No series of this study could be read: {failed}.") from None
+
+
+def _label(task: ScanTask) -> str:
+    number = task.fields.get("series_number")
+    words = " ".join(filter(None, (str(number or ""), task.fields.get("series_description"))))
+    return f"series {words or task.scan.series_uid}"
 
 
 _MODELS: dict[tuple[Optional[str], str], Any] = {}
