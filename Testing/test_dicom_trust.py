@@ -285,3 +285,196 @@ def test_item2_plain_locate_parts_patients_in_one_folder(two_patients, caplog):
     assert sorted(len(s.files) for s in scans) == sorted(len(files[p]) for p in ("P3", "P4"))
     assert len({s.key for s in scans}) == 2
     assert "disagree on the patient" in caplog.text
+
+
+# ---------------------------------------------------------------- item 6
+
+
+def _rows(scans: list, results_path: Path, resume: bool) -> list[dict]:
+    """One batch over ``scans`` into ``results_path``: the rows made (locate is not what
+    these tests are about: every readable scan is answered not_found)."""
+    from L3LocatorLib.batch import read_scan_volume, run_batch
+    from L3LocatorLib.result import L3Result
+    from L3LocatorLib.results import ResultsFile
+
+    rows: list[dict] = []
+    with ResultsFile(results_path, resume=resume) as results:
+        run_batch(scans, lambda scan, volume: L3Result(status="not_found"), results=results,
+                  read_scan=read_scan_volume(1e9), on_row=rows.append, progress=False)
+    return rows
+
+
+def test_item6_partly_copied_series_is_an_error_row_that_resume_retries(phantom, tmp_path):
+    """The first 40 of 80 files, whose headers say the acquisition made 80 images."""
+    volume, _ = phantom
+    ks = list(range(0, 160, 2))
+    study = {"PatientID": "P1", "StudyInstanceUID": new_uid(), "FrameOfReferenceUID": new_uid()}
+    everything = write_slices(volume, ks, tmp_path / "all", study=study,
+                              extra={"ImagesInAcquisition": len(ks)})
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in everything[:40]:
+        (copy / path.name).write_bytes(path.read_bytes())
+    aged(list(copy.iterdir()))
+    results = tmp_path / "results.csv"
+    [row] = _rows(find_scans([copy]), results, resume=False)
+    assert row["status"] == "error"
+    assert "partly copied" in row["message"] and "80 images" in row["message"]
+    assert "--resume" in row["message"]
+
+    for path in everything[40:]:  # the copy completes; the next run retries the scan
+        (copy / path.name).write_bytes(path.read_bytes())
+    aged(list(copy.iterdir()))
+    [row] = _rows(find_scans([copy]), results, resume=True)
+    assert row["status"] == "not_found"
+
+
+def test_item6_the_series_own_numbering_and_its_neighbours_say_it_goes_on(phantom, tmp_path):
+    from L3LocatorLib.dicom_complete import IncompleteSeriesError
+
+    volume, _ = phantom
+    files = write_slices(volume, range(0, 160, 2), tmp_path / "tail")
+    for path in files[:40]:  # only the second half was copied: numbers 41..80
+        path.unlink()
+    aged(files[40:])
+    with pytest.raises(IncompleteSeriesError, match="InstanceNumbers run from 41 to 80"):
+        read_input(find_scans([tmp_path / "tail"])[0])
+
+    files = write_slices(volume, range(0, 160, 2), tmp_path / "empty")
+    (tmp_path / "empty" / "IM0081").write_bytes(b"")  # the copy stopped as it began a file
+    aged([*files, tmp_path / "empty" / "IM0081"])
+    with pytest.raises(IncompleteSeriesError, match=r"empty \(0 bytes, first: IM0081\)"):
+        read_input(find_scans([tmp_path / "empty"])[0])
+
+
+def test_item6_a_folder_still_being_written_is_not_read(phantom, tmp_path):
+    import threading
+
+    from L3LocatorLib.dicom_complete import IncompleteSeriesError
+
+    volume, _ = phantom
+    files = write_slices(volume, range(0, 100, 2), tmp_path / "live")
+    [scan] = find_scans([tmp_path / "live"])
+    more = threading.Timer(0.1, write_slices, (volume, [100], tmp_path / "live"),
+                           {"names": "IM9{n:03d}"})
+    more.start()
+    try:
+        with pytest.raises(IncompleteSeriesError, match="still being written"):
+            read_input(scan)
+    finally:
+        more.join()
+    (tmp_path / "live" / "IM9001").unlink()
+    # Written a moment ago but finished: read (after a short look).
+    assert read_input(scan).array.shape[0] == len(files)
+
+
+# ---------------------------------------------------------------- item 12
+
+
+def test_item12_duplicate_copies_of_a_study_are_not_phases_mixed(phantom, tmp_path, caplog):
+    from L3LocatorLib.cohort.tasks import tasks_for_tree
+
+    volume, _ = phantom
+    files = write_slices(volume, range(0, 150, 3), tmp_path / "ct")
+    for path in files:
+        (path.parent / (path.name + " (copy)")).write_bytes(path.read_bytes())
+    aged(list((tmp_path / "ct").iterdir()))
+    [task] = tasks_for_tree([tmp_path])
+    assert not task.skip and task.fields["n_images"] == len(files)
+    assert "second copies" in caplog.text
+    [scan] = find_scans([tmp_path / "ct"])
+    assert read_input(scan).array.shape[0] == len(files)
+
+
+def test_item12_dicom_without_its_preamble_is_found(phantom, tmp_path):
+    from L3LocatorLib.cohort.tasks import tasks_for_tree
+
+    volume, _ = phantom
+    files = write_slices(volume, range(0, 150, 3), tmp_path / "old")
+    for path in files:
+        path.write_bytes(path.read_bytes()[132:])  # no 128-byte preamble, no "DICM"
+    aged(files)
+    [scan] = find_scans([tmp_path / "old"])
+    assert read_input(scan).array.shape[0] == len(files)
+    [task] = tasks_for_tree([tmp_path / "old"])
+    assert not task.skip and len(task.scan.files) == len(files)
+
+
+def test_item12_a_file_damaged_from_the_start_is_named_for_what_it_is(phantom, tmp_path):
+    from L3LocatorLib.cohort.tasks import read_task, tasks_for_tree
+
+    volume, _ = phantom
+    files = write_slices(volume, range(0, 150, 3), tmp_path / "ct")
+    damaged = files[10]
+    damaged.write_bytes(damaged.read_bytes()[:-4000])  # pixel data cut short
+    aged(files)
+    [task] = tasks_for_tree([tmp_path])
+    with pytest.raises(InputError) as error:
+        read_task(task)
+    message = str(error.value)
+    assert damaged.name in message and "since the batch started" not in message
+
+
+def test_item12_monochrome1_is_not_blamed_on_a_lost_intercept(phantom, tmp_path):
+    volume, _ = phantom
+    files = write_slices(volume, range(0, 150, 3), tmp_path / "m1",
+                         extra={"PhotometricInterpretation": "MONOCHROME1"})
+    aged(files)
+    with pytest.raises(InputError, match="MONOCHROME1") as error:
+        read_input(find_scans([tmp_path / "m1"])[0])
+    assert "intercept" not in str(error.value)
+
+
+def test_item12_a_link_loop_is_not_an_empty_folder(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    os.symlink(tmp_path / "a", tmp_path / "a" / "b" / "loop")
+    [scan] = find_scans([tmp_path / "a"])
+    assert "link loop" in scan.problem and "empty" not in scan.problem
+
+
+def test_item12_a_localizer_beside_a_good_series_is_no_error(phantom, tmp_path):
+    from L3LocatorLib.cohort.dicom_write import save_dataset as save
+
+    volume, _ = phantom
+    files = write_slices(volume, range(0, 150, 3), tmp_path / "ct")
+    scout = ct_image(volume.array[:, 20, :], (0.0, 0.0, 0.0), (1, 0, 0, 0, 0, -1), (1.0, 8.0),
+                     1.0, series_uid=new_uid(), series_number=1, instance_number=1,
+                     series_description="Topogram", image_type=("ORIGINAL", "PRIMARY",
+                                                                 "LOCALIZER"))
+    save(scout, tmp_path / "ct" / "SCOUT")
+    aged([*files, tmp_path / "ct" / "SCOUT"])
+    rows = _rows(find_scans([tmp_path / "ct"]), tmp_path / "r.csv", resume=False)
+    assert [r["status"] for r in rows] == ["not_found"]
+
+
+def test_item12_next_best_series_when_the_chosen_cannot_be_read(tmp_path):
+    from L3LocatorLib.cohort.synthetic_export import write_synthetic_export
+    from L3LocatorLib.cohort.tasks import read_task, tasks_for_tree
+
+    export = write_synthetic_export(tmp_path / "pacs")
+    task = next(t for t in tasks_for_tree([export.root])
+                if t.fields["series_description"] == "PV 5.0 B30f")
+    key = task.key
+    chosen = task.scan.files
+    for path in chosen[5:]:  # every file of the chosen series is damaged from the start
+        path.write_bytes(path.read_bytes()[:-2000])
+    volume = read_task(task)
+    assert task.key == key  # the study's row keeps its key: resume knows it is done
+    assert task.fields["series_description"] == "PV 1.25 B30f"
+    assert task.fields["series_reason"].startswith("the best series, series 3 PV 5.0 B30f "
+                                                   "could not be read")
+    assert "used the next best" in task.fields["series_reason"]
+    assert volume.array.shape[0] == task.fields["n_images"] == len(task.scan.files)
+
+
+def test_item12_an_excel_saved_results_file_resumes(tmp_path):
+    from L3LocatorLib.report import ROW_FIELDS
+    from L3LocatorLib.results import ResultsFile
+
+    path = tmp_path / "results.csv"
+    row = dict.fromkeys(ROW_FIELDS, "")
+    row.update(input="/data/ct.nii.gz", status="ok")
+    path.write_text("\ufeff" + ",".join(ROW_FIELDS) + "\r\n"
+                    + ",".join(str(row[f]) for f in ROW_FIELDS) + "\r\n", encoding="utf-8")
+    with ResultsFile(path, resume=True) as results:
+        assert ("/data/ct.nii.gz", "") in results.done

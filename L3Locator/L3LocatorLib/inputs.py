@@ -151,15 +151,16 @@ def find_scans(paths: Iterable[Union[str, os.PathLike[str]]]) -> list[ScanInput]
 
 
 def _loop_note(folder: Path) -> str:
-    """Words for a folder whose links lead back into itself (a link loop), or ""."""
-    try:
-        links = [e for e in os.scandir(folder) if e.is_symlink()]
-    except OSError:
-        return ""
-    root = os.path.realpath(folder)
-    loops = [e.name for e in links
-             if (root + os.sep).startswith(os.path.realpath(e.path) + os.sep)]
-    return f"; the link {loops[0]} leads back to a folder above it (a link loop)" if loops else ""
+    """Words for a folder in which a link leads back to a folder above it (a link loop:
+    nothing else was found there), or ""."""
+    for where, subfolders, names in os.walk(folder):  # links are not followed here
+        for name in subfolders + names:
+            link = os.path.join(where, name)
+            if os.path.islink(link) and (os.path.realpath(where) + os.sep).startswith(
+                    os.path.realpath(link) + os.sep):
+                return (f"; the link {os.path.relpath(link, folder)} leads back to a folder "
+                        "above it (a link loop)")
+    return ""
 
 
 def _resolve(path: Path) -> Path:

@@ -111,7 +111,8 @@ class ResultsFile:
 
     def _read_text(self) -> str:
         try:
-            return self.target.read_text(encoding="utf-8")
+            # utf-8-sig: a file saved again by Excel starts with a byte-order mark.
+            return self.target.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as error:
             raise OutputError(
                 f"{self.path} cannot be read to resume ({error}). It was left unchanged.") from None
@@ -209,7 +210,7 @@ class ResultsFile:
 def read_rows(path: Union[str, os.PathLike[str]]) -> list[dict[str, Any]]:
     """The rows of a results file (CSV cells as text; a cut last line left out)."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")  # Excel adds a byte-order mark
     lines = text.splitlines() if text.endswith("\n") else text.splitlines()[:-1]
     if path.suffix.lower() == ".jsonl":
         return [json.loads(line) for line in lines]
