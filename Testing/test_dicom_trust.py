@@ -478,3 +478,42 @@ def test_item12_an_excel_saved_results_file_resumes(tmp_path):
                     + ",".join(str(row[f]) for f in ROW_FIELDS) + "\r\n", encoding="utf-8")
     with ResultsFile(path, resume=True) as results:
         assert ("/data/ct.nii.gz", "") in results.done
+
+
+# ---------------------------------------------------------------- the command, end to end
+
+
+def test_item2_3_4_command_over_reused_uids_and_two_block_series(phantom, tmp_path):
+    """`--series best` with `--export-slices` and `--resume` over two patients that share
+    Study/Series UIDs, one scanned in two spacing blocks: one right row per patient, the
+    two-block one answered in its real slices, nothing redone on resume."""
+    from L3LocatorLib.cli import main
+    from L3LocatorLib.results import read_rows
+
+    volume, _ = phantom
+    other, _ = make_phantom(4, preset="abdomen_pelvis", spacing=(8.0, 8.0, 1.0), matrix=48,
+                            orientation="axial_lps")
+    root = tmp_path / "tree"
+    study, series = new_uid(), new_uid()
+    written = {}
+    for patient, source, ks in (("P1", volume, two_blocks(25, 4, 7, volume.array.shape[0])),
+                                ("P2", other, range(0, other.array.shape[0], 3))):
+        written[patient] = write_slices(
+            source, ks, root / patient / "CT", study={
+                "PatientID": patient, "StudyInstanceUID": study, "FrameOfReferenceUID": study},
+            series_uid=series)
+        aged(written[patient])
+    out = tmp_path / "results.csv"
+    args = ["locate", str(root), "--series", "best", "--output", str(out), "--device", "cpu",
+            "--export-slices", str(tmp_path / "slices")]
+    assert main(args) == 0
+    rows = read_rows(out)
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"ok"}
+    for row in rows:
+        patient = Path(row["input"]).parent.name
+        assert Path(row["slice_file"]).parent.parent.name == patient  # its own files
+        n = int(row["slice_index"])
+        assert Path(row["slice_file"]) == written[patient][n].resolve()
+        assert bool(row["resampled"]) == (patient == "P1")
+    assert main([*args, "--resume"]) == 0
+    assert len(read_rows(out)) == 2

@@ -25,8 +25,10 @@ def in_real_slices(result: L3Result, volume: Volume) -> None:
     if source.changed:
         result.resampled = source.note
     if result.candidate_ijk is not None:
-        result.candidate_ijk = [*result.candidate_ijk[:2],
-                                source.nearest(result.candidate_ijk[2])]
+        old_k, new_k = result.candidate_ijk[2], source.nearest(result.candidate_ijk[2])
+        result.candidate_ijk = [*result.candidate_ijk[:2], new_k]
+        # The not-found message names the candidate's slice (``locate``): the real one.
+        result.message = result.message.replace(f"slice {old_k} (S", f"slice {new_k} (S")
     if not result.found or result.l3_ras_mm is None:
         return
     k = float(volume.ras_to_ijk_points(np.asarray(result.l3_ras_mm))[2])
