@@ -163,6 +163,22 @@ def test_item3_answer_given_in_the_real_slices_and_exported_unresampled(phantom,
                                [float(v) for v in original.ImagePositionPatient], atol=1e-3)
 
 
+def test_item3_a_near_miss_candidate_is_named_by_its_real_slice(phantom, tmp_path):
+    from L3LocatorLib.real_slice import in_real_slices
+    from L3LocatorLib.result import STATUS_NOT_FOUND, L3Result
+
+    volume, _ = phantom
+    ks = two_blocks(25, 4, 7, volume.array.shape[0])
+    aged(write_slices(volume, ks, tmp_path / "ct"))
+    read = read_input(find_scans([tmp_path / "ct"])[0])
+    k = 30  # on the 4 mm grid 120 mm up; real slices 27 and 28 lie at 117 and 124 mm
+    result = L3Result(status=STATUS_NOT_FOUND, slice_axis=2, candidate_ijk=[3, 4, k],
+                      message=f"Its most likely place is slice {k} (S 12 mm): check it.")
+    in_real_slices(result, read)
+    assert result.candidate_ijk[2] == 27 and "slice 27 (S" in result.message
+    assert "uneven slice spacing" in result.resampled and result.slice_file is None
+
+
 # ---------------------------------------------------------------- item 5
 
 
