@@ -533,3 +533,17 @@ def test_item2_3_4_command_over_reused_uids_and_two_block_series(phantom, tmp_pa
         assert bool(row["resampled"]) == (patient == "P1")
     assert main([*args, "--resume"]) == 0
     assert len(read_rows(out)) == 2
+
+
+def test_item12_a_folder_read_falls_back_to_the_next_series_and_says_so(phantom, tmp_path,
+                                                                         caplog):
+    from L3LocatorLib.volume import read_volume
+
+    volume, _ = phantom
+    big = write_slices(volume, range(0, 150, 2), tmp_path / "ct")
+    small = write_slices(volume, range(0, 150, 3), tmp_path / "ct", names="THICK{n:04d}")
+    for path in big[30:50]:  # slices lost from the middle: the series cannot be read
+        path.unlink()
+    aged([*big[:30], *big[50:], *small])
+    assert read_volume(tmp_path / "ct").array.shape[0] == len(small)
+    assert "the largest series could not be read" in caplog.text

@@ -371,7 +371,11 @@ def _dicom_files(folder: Path) -> list[Path]:
 
 def read_dicom_series(folder: str | os.PathLike[str], *,
                       max_bytes: float = MAX_SCAN_BYTES) -> Volume:
-    """Read the largest DICOM series in a folder (logged when there are several)."""
+    """Read the largest DICOM series in a folder (logged when there are several); when it
+    cannot be read, the next largest, saying so (a series still being copied is not passed
+    over: ``dicom_complete``)."""
+    from .dicom_complete import IncompleteSeriesError
+
     folder = Path(folder)
     groups, _ = group_series(_dicom_files(folder))
     if not groups:
@@ -386,7 +390,21 @@ def read_dicom_series(folder: str | os.PathLike[str], *,
             "%s holds %d DICOM series; using the largest (%s, %d files).",
             folder, len(ordered), uid, len(headers),
         )
-    return read_dicom(headers, name=folder.name, max_bytes=max_bytes)
+    try:
+        return read_dicom(headers, name=folder.name, max_bytes=max_bytes)
+    except IncompleteSeriesError:
+        raise
+    except InputError as error:
+        for other_uid, others in ordered[1:]:
+            try:
+                volume = read_dicom(others, name=folder.name, max_bytes=max_bytes)
+            except InputError:
+                continue
+            log.warning("%s: the largest series could not be read (%s); read the next "
+                        "largest that can be (%s, %d files) instead.", folder, error,
+                        other_uid, len(others))
+            return volume
+        raise
 
 
 def read_dicom(headers: Sequence[DicomHeader], name: str, *,
