@@ -35,6 +35,8 @@ from .dicom import (
     read_dicom_files,
     regrid,
 )
+from .dicom_complete import IncompleteSeriesError, check_complete
+from .dicom_enhanced import frame_geometry
 from .errors import InputError
 
 log = logging.getLogger(__name__)
@@ -374,8 +376,6 @@ def read_dicom_series(folder: str | os.PathLike[str], *,
     """Read the largest DICOM series in a folder (logged when there are several); when it
     cannot be read, the next largest, saying so (a series still being copied is not passed
     over: ``dicom_complete``)."""
-    from .dicom_complete import IncompleteSeriesError
-
     folder = Path(folder)
     groups, _ = group_series(_dicom_files(folder))
     if not groups:
@@ -413,8 +413,6 @@ def read_dicom(headers: Sequence[DicomHeader], name: str, *,
     its slice (or frame) positions describe: refused when slices are missing or duplicated
     or the series is partly copied (``dicom_complete``); uneven spacing and gantry tilt are
     resampled (see ``dicom``), and the volume keeps its real slices (``Volume.source``)."""
-    from .dicom_complete import check_complete
-
     if not headers:
         raise InputError(f"{name}: the DICOM series holds no image files.")
     check_complete(headers, name)
@@ -433,8 +431,6 @@ def read_dicom(headers: Sequence[DicomHeader], name: str, *,
 
 def _read_enhanced(header: DicomHeader, name: str, max_bytes: float) -> Volume:
     """An enhanced multi-frame CT: one file; its frames checked and placed like files."""
-    from .dicom_enhanced import frame_geometry
-
     check_size(name, (*header.size_ij, header.n_frames), header.bytes_per_voxel, max_bytes)
     frames = frame_geometry(header.path, name)
     geometry = check_positions(frames.positions, frames.orientation, name, what="frame")

@@ -36,6 +36,8 @@ HEADER_TAGS = (
     "Rows", "Columns", "BodyPartExamined", "InstanceNumber", "NumberOfFrames",
     "FrameOfReferenceUID",
 )
+
+
 @dataclass(frozen=True)
 class ImageHeader:
     """The header fields of one DICOM file that matter for choosing a series."""
