@@ -131,10 +131,11 @@ def test_missing_slices_are_refused_and_the_batch_says_where(tmp_path):
 
 
 def test_duplicate_positions_zero_spacing_are_refused(tmp_path):
+    """Two reconstructions (other images, same positions) in one series."""
     along = np.arange(20) * 2.5
     _write_series(tmp_path / "dup", _steps(along))
-    for path in list((tmp_path / "dup").iterdir())[:5]:
-        shutil.copy(path, path.with_name(path.name + ".copy"))
+    for path in _write_series(tmp_path / "second", _steps(along[:5])):
+        shutil.copy(path, tmp_path / "dup" / (path.name + ".second"))
     with pytest.raises(InputError, match="share a position"):
         read_volume(tmp_path / "dup")
 

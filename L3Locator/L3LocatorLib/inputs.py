@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Union
 
-from .dicom import group_series, is_dicom_file, is_ignored_name, read_dicom_header, series_bytes
+from .dicom import (
+    DicomHeader,
+    group_series,
+    is_dicom_file,
+    is_ignored_name,
+    read_dicom_header,
+    series_bytes,
+)
 from .errors import InputError
 from .volume import (
     MAX_SCAN_BYTES,
@@ -126,8 +133,8 @@ def find_scans(paths: Iterable[Union[str, os.PathLike[str]]]) -> list[ScanInput]
                 add(scan)
             if not inside:
                 add(ScanInput(resolved, problem=(
-                    f"{path}: no CT found in this folder (no DICOM, NIfTI, NRRD or MHA files). "
-                    "Point to the folder that holds the scans.")))
+                    f"{path}: no CT found in this folder (no DICOM, NIfTI, NRRD or MHA files"
+                    f"{_loop_note(resolved)}). Point to the folder that holds the scans.")))
         elif resolved.is_file():
             problem = _open_problem(resolved)
             if problem:
@@ -141,6 +148,19 @@ def find_scans(paths: Iterable[Union[str, os.PathLike[str]]]) -> list[ScanInput]
                 f"{path}: is not a file or a folder (a device or pipe?). Name a CT file "
                 "or a folder of scans.")))
     return found
+
+
+def _loop_note(folder: Path) -> str:
+    """Words for a folder in which a link leads back to a folder above it (a link loop:
+    nothing else was found there), or ""."""
+    for where, subfolders, names in os.walk(folder):  # links are not followed here
+        for name in subfolders + names:
+            link = os.path.join(where, name)
+            if os.path.islink(link) and (os.path.realpath(where) + os.sep).startswith(
+                    os.path.realpath(link) + os.sep):
+                return (f"; the link {os.path.relpath(link, folder)} leads back to a folder "
+                        "above it (a link loop)")
+    return ""
 
 
 def _resolve(path: Path) -> Path:
@@ -182,6 +202,8 @@ def _search_folder(root: Path) -> list[ScanInput]:
         folder_path = Path(folder)
         names = sorted(n for n in names if not is_ignored_name(n))
         if not names and not subfolders:
+            if real:  # it held only links to folders searched already
+                continue
             scans.append(ScanInput(folder_path, problem=(
                 f"{folder_path}: this folder is empty. If a scan belongs here, copy it "
                 "again.")))
@@ -217,11 +239,22 @@ def dicom_series(folder: Path, files: Iterable[Path]) -> list[ScanInput]:
         log.warning("%s: %d DICOM file(s) without a readable image were skipped (first: %s).",
                     folder, len(skipped), skipped[0].name)
     ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
+    stacks = [(uid, headers) for uid, headers in ordered if not _is_localizer(headers)]
+    if stacks and len(stacks) < len(ordered):  # a scout beside the CT is not a scan to locate
+        log.warning("%s: %d localizer (scout) series beside the CT left out.", folder,
+                    len(ordered) - len(stacks))
+        ordered = stacks
     return [
         ScanInput(resolved, series_uid=uid, files=tuple(sorted(h.path for h in headers)),
                   description=headers[0].description)
         for uid, headers in ordered
     ]
+
+
+def _is_localizer(headers: list[DicomHeader]) -> bool:
+    """A scout: ImageType LOCALIZER, or a single image that is not a multi-frame CT."""
+    return all(h.is_localizer for h in headers) or (len(headers) == 1
+                                                    and headers[0].n_frames == 1)
 
 
 def _series_of_file(path: Path) -> ScanInput:
@@ -247,8 +280,12 @@ def read_input(scan: ScanInput, *, max_bytes: float = MAX_SCAN_BYTES) -> Volume:
     for path in scan.files:
         header = read_dicom_header(path)
         if header is None:
-            raise InputError(f"{path}: this file of the DICOM series can no longer be read. "
-                             "It may have been moved or damaged since the batch started.")
+            if not path.exists():
+                raise InputError(f"{path}: this file of the DICOM series is gone: it was "
+                                 "moved or deleted after the scans were listed.")
+            raise InputError(f"{path}: this file of the DICOM series cannot be read as a DICOM "
+                             "image (damaged, or compressed in a way this reader does not "
+                             "support). Copy the series again from its source.")
         headers.append(header)
     return read_dicom(headers, name=scan.title, max_bytes=max_bytes)
 

@@ -19,6 +19,7 @@ from .errors import InputError
 from .network import LoadedModel, load_model, predict_views
 from .presence import ABSENT, UNSURE, PresenceDecision, decide
 from .projection import ProjectionGeometry, Projections, project
+from .real_slice import in_real_slices
 from .result import STATUS_NOT_FOUND, STATUS_OK, Evidence, L3Result, ViewResult
 from .review import ReviewPolicy, edge_reasons, level_spacing_mm, review_reasons
 from .second_reader import SecondReading, confirming_anchors, safe_read, second_read
@@ -101,6 +102,7 @@ def locate(
         start = time.perf_counter()
         _place_point(result, volume, projections, result.evidence.row)
         timed("body_point", start)
+    in_real_slices(result, volume)
     second_read(result, reading)
     result.timings_s = timings
     return result

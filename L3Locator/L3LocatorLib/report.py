@@ -13,6 +13,9 @@ from .result import STATUS_ERROR, L3Result
 
 #: Columns of a results file, in order. ``l3_ijk`` and ``l3_ras_mm`` hold JSON lists;
 #: ``review`` the reasons to check the level, in words (empty when there are none).
+#: For DICOM series ``slice_index`` counts the series' own slices and ``slice_file``,
+#: ``slice_sop_uid`` and ``slice_instance`` name that slice; ``resampled`` says when L3 was
+#: found on a resampled grid (uneven spacing, gantry tilt).
 ROW_FIELDS = (
     "input",
     "series",
@@ -30,6 +33,10 @@ ROW_FIELDS = (
     "message",
     "review",
     "slice_axis",
+    "slice_file",
+    "slice_sop_uid",
+    "slice_instance",
+    "resampled",
     "model",
     "qa_png",
     "seconds",
@@ -61,7 +68,8 @@ def result_row(
     data = result.to_dict()
     for name in ("status", "slice_index", "l3_ijk", "l3_ras_mm", "s_mm", "confidence",
                  "needs_review", "presence", "candidate_slice_index", "candidate_s_mm",
-                 "candidate_ijk", "message", "slice_axis"):
+                 "candidate_ijk", "message", "slice_axis", "slice_file", "slice_sop_uid",
+                 "slice_instance", "resampled"):
         row[name] = data[name]
     row["review"] = " ".join(result.review) or None
     row["model"] = " ".join(filter(None, (result.model_name, result.model_version))) or None

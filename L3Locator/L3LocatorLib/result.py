@@ -84,6 +84,13 @@ class L3Result:
     #: threshold), "unsure" (found below it, both views pointing to one vertebra: flagged
     #: for review) or "absent" (not found). Empty for errors.
     presence: str = ""
+    #: For a DICOM series (``real_slice``): the file, SOPInstanceUID and InstanceNumber of
+    #: the real slice ``slice_index`` counts to; ``resampled``, in words, how the grid L3
+    #: was found on differs from the files' (uneven spacing, gantry tilt), or None.
+    slice_file: Optional[str] = None
+    slice_sop_uid: Optional[str] = None
+    slice_instance: Optional[int] = None
+    resampled: Optional[str] = None
     model_name: str = ""
     model_version: str = ""
     timings_s: dict[str, float] = field(default_factory=dict)
@@ -143,6 +150,10 @@ class L3Result:
             "candidate_ijk": self.candidate_ijk,
             "candidate_slice_index": self.candidate_slice_index,
             "presence": self.presence,
+            "slice_file": self.slice_file,
+            "slice_sop_uid": self.slice_sop_uid,
+            "slice_instance": self.slice_instance,
+            "resampled": self.resampled,
             "model_name": self.model_name,
             "model_version": self.model_version,
             "timings_s": dict(self.timings_s),

@@ -138,7 +138,7 @@ class ResultsFile:
     def _read_text(self) -> str:
         try:
             return _read_text(self.target)
-        except OSError as error:
+        except (OSError, UnicodeDecodeError) as error:
             raise OutputError(
                 f"{self.path} cannot be read to resume ({error}). It was left unchanged.") from None
 
@@ -263,8 +263,9 @@ def read_rows(path: Union[str, os.PathLike[str]]) -> list[dict[str, Any]]:
 
 
 def _read_text(path: Path) -> str:
-    """The file's text as written: no newline translation (a ``\\r`` in a file name stays)."""
-    return path.read_bytes().decode(**ENCODING)
+    """The file's text as written: no newline translation (a ``\\r`` in a file name stays),
+    without the byte-order mark a spreadsheet program adds when it saves the file again."""
+    return path.read_bytes().decode(**ENCODING).removeprefix("\ufeff")
 
 
 def _records(text: str, jsonl: bool) -> tuple[list[str], str]:

@@ -20,7 +20,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -28,11 +28,16 @@ from .data_files import detached_data_problem
 from .dicom import (
     LPS_TO_RAS,
     DicomHeader,
+    SourceSlices,
+    check_positions,
     first_line,
     group_series,
     is_dicom_file,
     read_dicom_files,
+    regrid,
 )
+from .dicom_complete import IncompleteSeriesError, check_complete
+from .dicom_enhanced import frame_geometry
 from .errors import InputError
 
 log = logging.getLogger(__name__)
@@ -68,11 +73,14 @@ class Volume:
         array: voxel values indexed ``[k, j, i]`` (HU for CT). Read-only view.
         ijk_to_ras: 4x4 float64 matrix, voxel index ``(i, j, k)`` -> RAS mm.
         name: a label for messages and reports (file name or node name).
+        source: for a volume read from DICOM, its real slices (files, UIDs, where each
+            lies along k), so answers are given in them; None otherwise.
     """
 
     array: np.ndarray
     ijk_to_ras: np.ndarray
     name: str = ""
+    source: Optional[SourceSlices] = field(default=None, repr=False)
     _ras_to_ijk: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -373,7 +381,9 @@ def _dicom_files(folder: Path) -> list[Path]:
 
 def read_dicom_series(folder: str | os.PathLike[str], *,
                       max_bytes: float = MAX_SCAN_BYTES) -> Volume:
-    """Read the largest DICOM series in a folder (logged when there are several)."""
+    """Read the largest DICOM series in a folder (logged when there are several); when it
+    cannot be read, the next largest, saying so (a series still being copied is not passed
+    over: ``dicom_complete``)."""
     folder = Path(folder)
     groups, _ = group_series(_dicom_files(folder))
     if not groups:
@@ -388,26 +398,100 @@ def read_dicom_series(folder: str | os.PathLike[str], *,
             "%s holds %d DICOM series; using the largest (%s, %d files).",
             folder, len(ordered), uid, len(headers),
         )
-    return read_dicom(headers, name=folder.name, max_bytes=max_bytes)
+    try:
+        return read_dicom(headers, name=folder.name, max_bytes=max_bytes)
+    except IncompleteSeriesError:
+        raise
+    except InputError as error:
+        for other_uid, others in ordered[1:]:
+            try:
+                volume = read_dicom(others, name=folder.name, max_bytes=max_bytes)
+            except InputError:
+                continue
+            log.warning("%s: the largest series could not be read (%s); read the next "
+                        "largest that can be (%s, %d files) instead.", folder, error,
+                        other_uid, len(others))
+            return volume
+        raise
 
 
 def read_dicom(headers: Sequence[DicomHeader], name: str, *,
                max_bytes: float = MAX_SCAN_BYTES) -> Volume:
     """Read one DICOM series (its files' headers, ``dicom.group_series``) with the geometry
-    its slice positions describe: refused when slices are missing or duplicated; uneven
-    spacing and gantry tilt are resampled (see ``dicom``)."""
+    its slice (or frame) positions describe: refused when slices are missing or duplicated
+    or the series is partly copied (``dicom_complete``); uneven spacing and gantry tilt are
+    resampled (see ``dicom``), and the volume keeps its real slices (``Volume.source``)."""
     if not headers:
         raise InputError(f"{name}: the DICOM series holds no image files.")
+    check_complete(headers, name)
     first = headers[0]
+    if any(h.photometric == "MONOCHROME1" for h in headers):
+        raise InputError(
+            f"{name}: the images are stored as MONOCHROME1 (white is the lowest value), which "
+            "CT images do not use, so their values are not Hounsfield units as stored. "
+            "Export the CT again from the scanner or PACS (MONOCHROME2).")
     if len(headers) == 1 and first.n_frames > 1:
-        # An enhanced multi-frame CT: one file holds the whole volume and its geometry.
-        check_size(name, (*first.size_ij, first.n_frames), first.bytes_per_voxel, max_bytes)
-        try:
-            image = _sitk().ReadImage(str(first.path))
-        except RuntimeError as error:
-            raise InputError(f"{name}: the multi-frame DICOM file could not be read "
-                             f"({first_line(error)}).") from None
-        return volume_from_sitk(image, name=name)
+        return _read_enhanced(first, name, max_bytes)
     check_size(name, (*first.size_ij, len(headers)), first.bytes_per_voxel, max_bytes)
-    array, ijk_to_ras = read_dicom_files(headers, name)
-    return Volume(array, ijk_to_ras, name)
+    array, ijk_to_ras, source = read_dicom_files(headers, name)
+    return Volume(array, ijk_to_ras, name, source)
+
+
+def _read_enhanced(header: DicomHeader, name: str, max_bytes: float) -> Volume:
+    """An enhanced multi-frame CT: one file; its frames checked and placed like files."""
+    check_size(name, (*header.size_ij, header.n_frames), header.bytes_per_voxel, max_bytes)
+    frames = frame_geometry(header.path, name)
+    geometry = check_positions(frames.positions, frames.orientation, name, what="frame")
+    try:
+        image = _sitk().ReadImage(str(header.path))
+    except RuntimeError as error:
+        raise InputError(f"{name}: the multi-frame DICOM file could not be read "
+                         f"({first_line(error)}).") from None
+    array = _sitk().GetArrayFromImage(image)
+    if array.ndim != 3 or array.shape[0] != len(frames.positions):
+        raise InputError(f"{name}: the multi-frame DICOM file holds {array.shape[0]} frames "
+                         f"where its header describes {len(frames.positions)}.")
+    order = geometry.order
+    array, ijk_to_ras, k_index, note = regrid(array[order], geometry, frames.positions[order[0]],
+                                              frames.orientation, frames.pixel_spacing, name)
+    source = SourceSlices(
+        k_index=k_index, files=(str(header.path),) * len(order),
+        sop_uids=(header.sop_uid,) * len(order),
+        instance_numbers=tuple(int(n) + 1 for n in order),  # frame numbers, from 1
+        positions_lps=tuple(tuple(p) for p in frames.positions[order]),  # type: ignore[misc]
+        orientation=frames.orientation, pixel_spacing=frames.pixel_spacing, note=note)
+    return Volume(array, ijk_to_ras, name, source)
+
+
+def read_real_slices(source: SourceSlices, start: int, stop: int, name: str = "") -> Volume:
+    """The real slices ``start <= n < stop`` of a DICOM series as stored (never resampled or
+    untilted), as a Volume whose ``source`` gives each slice's own position.
+
+    The Volume's k step is the mean distance between those slices (exact for one slice or
+    even spacing); per-slice positions are exact in ``source.positions_lps``.
+    """
+    start, stop = max(0, int(start)), min(len(source.files), int(stop))
+    sitk = _sitk()
+    frames = []
+    for n in range(start, stop):
+        image = sitk.ReadImage(source.files[n], imageIO="GDCMImageIO")
+        array = sitk.GetArrayFromImage(image)
+        # An enhanced CT's slices are frames of one file, numbered in instance_numbers.
+        frames.append(array[int(source.instance_numbers[n] or 1) - 1 if len(array) > 1 else 0])
+    positions = np.asarray(source.positions_lps[start:stop], dtype=float)
+    row, col = np.asarray(source.orientation[:3]), np.asarray(source.orientation[3:])
+    normal = np.cross(row, col)
+    along = positions @ normal
+    step = float(np.mean(np.diff(along))) if len(along) > 1 else 1.0
+    lps = np.eye(4)
+    lps[:3, 0] = row * source.pixel_spacing[0]
+    lps[:3, 1] = col * source.pixel_spacing[1]
+    lps[:3, 2] = normal * (step if step > 0 else 1.0)
+    lps[:3, 3] = positions[0]
+    real = SourceSlices(
+        k_index=tuple(float(k) for k in range(stop - start)), files=source.files[start:stop],
+        sop_uids=source.sop_uids[start:stop],
+        instance_numbers=source.instance_numbers[start:stop],
+        positions_lps=source.positions_lps[start:stop], orientation=source.orientation,
+        pixel_spacing=source.pixel_spacing)
+    return Volume(np.stack(frames), LPS_TO_RAS @ lps, name, real)

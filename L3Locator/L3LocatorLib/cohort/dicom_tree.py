@@ -21,6 +21,8 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
+from ..dicom import starts_like_dataset
+from ..dicom_complete import NOT_DICOM_SUFFIXES
 from .deps import require_pydicom
 
 log = logging.getLogger(__name__)
@@ -33,11 +35,6 @@ HEADER_TAGS = (
     "ImageOrientationPatient", "PixelSpacing", "SliceThickness", "ConvolutionKernel",
     "Rows", "Columns", "BodyPartExamined", "InstanceNumber", "NumberOfFrames",
     "FrameOfReferenceUID",
-)
-#: File name endings that are certainly not DICOM (skipped without opening them).
-NOT_DICOM_SUFFIXES = (
-    ".nii", ".gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".json", ".csv", ".txt", ".xml",
-    ".png", ".jpg", ".jpeg", ".pdf", ".html", ".zip",
 )
 
 
@@ -68,6 +65,8 @@ class ImageHeader:
     body_part: str
     instance_number: Optional[int]
     n_frames: int
+    sop_uid: str = ""
+    frame_of_reference: str = ""
 
 
 @dataclass
@@ -83,6 +82,13 @@ class SeriesInfo:
     first: ImageHeader  #: header of the first file (shared fields)
     files: list[str] = field(default_factory=list)
     positions_mm: list[float] = field(default_factory=list)  #: along the slice normal
+    #: Plain words when other files claim this series' Study/Series UIDs but lie in another
+    #: folder or name another patient or frame of reference (read as separate series).
+    conflict: str = ""
+    #: Appended to the series UID in results rows when another series of the same UIDs
+    #: lies in the same folder (other patient or frame of reference), so rows stay apart.
+    split: str = ""
+    copies: int = 0  #: second copies of an image (same SOPInstanceUID and position) left out
 
     @property
     def n_images(self) -> int:
@@ -121,9 +127,13 @@ class SeriesInfo:
         return os.path.commonpath([os.path.dirname(f) for f in self.files]) if self.files else ""
 
     @property
-    def key(self) -> str:
-        """The series' name in results rows: its folder and UID (unique, readable)."""
-        return f"{self.folder}#{self.series_uid}"
+    def patient_id(self) -> str:
+        return self.first.patient_id
+
+    @property
+    def row_uid(self) -> str:
+        """The series' UID in results rows (with ``split`` when the UID is shared)."""
+        return self.series_uid + self.split
 
 
 def _text(value: Any) -> str:
@@ -153,8 +163,10 @@ def read_header(path: Union[str, os.PathLike[str]]) -> Optional[ImageHeader]:
 
     try:
         ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=list(HEADER_TAGS))
-    except InvalidDicomError:
-        return None
+    except InvalidDicomError:  # perhaps DICOM written without its 128-byte preamble
+        ds = _without_preamble(path)
+        if ds is None:
+            return None
     except Exception as error:  # a damaged file must not stop the walk: it is not usable
         log.info("%s: DICOM header unreadable (%s: %s)", path, type(error).__name__, error)
         return None
@@ -162,6 +174,21 @@ def read_header(path: Union[str, os.PathLike[str]]) -> Optional[ImageHeader]:
         return _header_from(ds, str(path))
     except Exception as error:  # malformed values (e.g. a position that is not a number)
         log.info("%s: DICOM header not understood (%s: %s)", path, type(error).__name__, error)
+        return None
+
+
+def _without_preamble(path: Union[str, os.PathLike[str]]) -> Any:
+    """The header of a DICOM file written without the 128-byte preamble, or None when the
+    file does not begin like a DICOM data set."""
+    pydicom = require_pydicom()
+    try:
+        with open(path, "rb") as stream:
+            if not starts_like_dataset(stream.read(8)):
+                return None
+        return pydicom.dcmread(str(path), stop_before_pixels=True, force=True,
+                               specific_tags=list(HEADER_TAGS))
+    except Exception as error:  # a damaged file must not stop the walk: it is not usable
+        log.info("%s: DICOM header unreadable (%s: %s)", path, type(error).__name__, error)
         return None
 
 
@@ -209,6 +236,8 @@ def _header_from(ds: Any, path: str) -> Optional[ImageHeader]:
         body_part=_text(ds.get("BodyPartExamined")).upper(),
         instance_number=_int(ds.get("InstanceNumber")),
         n_frames=_int(ds.get("NumberOfFrames")) or 1,
+        sop_uid=_text(ds.get("SOPInstanceUID")),
+        frame_of_reference=_text(ds.get("FrameOfReferenceUID")),
     )
 
 
@@ -231,7 +260,9 @@ def iter_candidate_files(roots: Iterable[Union[str, os.PathLike[str]]]) -> Itera
 class _SeriesBuilder:
     """What is kept of one series while its files are read: the first header, and per
     file only its path, position along the first header's slice normal and number (so a
-    tree of millions of files needs little memory)."""
+    tree of millions of files needs little memory). A second copy of an image (the same
+    SOPInstanceUID at the same position, as when a study was copied twice into one
+    folder) is left out and counted."""
 
     def __init__(self, first: ImageHeader) -> None:
         self.info = SeriesInfo(first.study_uid, first.series_uid, first)
@@ -239,8 +270,14 @@ class _SeriesBuilder:
         self.paths: list[str] = []
         self.along: list[Optional[float]] = []
         self.numbers: list[int] = []
+        self.seen: set[tuple[str, Optional[tuple[float, ...]]]] = set()
 
     def add(self, header: ImageHeader) -> None:
+        copy = (header.sop_uid, header.position_lps)
+        if header.sop_uid and copy in self.seen:
+            self.info.copies += 1
+            return
+        self.seen.add(copy)
         self.paths.append(header.path)
         self.numbers.append(header.instance_number or 0)
         position = header.position_lps
@@ -255,7 +292,44 @@ class _SeriesBuilder:
         else:
             order = sorted(range(len(self.paths)), key=lambda i: (self.numbers[i], self.paths[i]))
         info.files = [self.paths[i] for i in order]
+        if info.copies:
+            log.warning("%s: %d second copies of images of series %s (same SOPInstanceUID and "
+                        "position) left out.", info.folder, info.copies, info.series_uid)
         return info
+
+
+def _series_key(header: ImageHeader) -> tuple[str, ...]:
+    """Files are one series when they share the Study and Series UIDs, the patient, the
+    frame of reference and the folder: anonymisers that keep UIDs give two patients' scans
+    the same UIDs, and a study copied twice has the same UIDs in two folders."""
+    return (header.study_uid, header.series_uid, header.patient_id, header.frame_of_reference,
+            os.path.dirname(header.path))
+
+
+def _note_conflicts(series: Sequence[SeriesInfo]) -> None:
+    """Say, on every series whose Study/Series UIDs other files also claim, where those lie
+    and how they differ (``SeriesInfo.conflict``); split same-folder ones (``split``)."""
+    claims: dict[tuple[str, str], list[SeriesInfo]] = {}
+    for s in series:
+        claims.setdefault((s.study_uid, s.series_uid), []).append(s)
+    for group in claims.values():
+        if len(group) < 2:
+            continue
+        for s in group:
+            others = [o for o in group if o is not s]
+            if any(o.folder == s.folder for o in others):
+                s.split = f"|{s.patient_id}|{s.first.frame_of_reference}"
+            words = []
+            for o in others:
+                how = [what for what, differs in (
+                    ("another patient", o.patient_id != s.patient_id),
+                    ("another frame of reference",
+                     o.first.frame_of_reference != s.first.frame_of_reference),
+                    (f"folder {o.folder}", o.folder != s.folder)) if differs]
+                words.append(", ".join(how))
+            s.conflict = (f"{len(others)} other set(s) of files claim the same Study/Series "
+                          f"UIDs ({'; '.join(words)}): read as separate series")
+            log.warning("%s: %s.", s.folder, s.conflict)
 
 
 def scan_tree(
@@ -269,7 +343,7 @@ def scan_tree(
     slice normal (by instance number when positions are missing).
     """
     require_pydicom()
-    groups: dict[tuple[str, str], _SeriesBuilder] = {}
+    groups: dict[tuple[str, ...], _SeriesBuilder] = {}
     skipped = 0
     files = iter_candidate_files(roots)
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
@@ -281,7 +355,7 @@ def scan_tree(
                 if header is None:
                     skipped += 1
                     continue
-                key = (header.study_uid, header.series_uid)
+                key = _series_key(header)
                 if key not in groups:
                     groups[key] = _SeriesBuilder(header)
                 groups[key].add(header)
@@ -289,13 +363,51 @@ def scan_tree(
         log.info("%d file(s) under %s are not DICOM images with study and series UIDs; "
                  "skipped.", skipped, ", ".join(map(str, roots)))
     series = [builder.build() for builder in groups.values()]
+    _note_conflicts(series)
     series.sort(key=lambda s: (s.study_uid, s.series_number or 0, s.series_uid))
     return series
 
 
 def group_by_study(series: Iterable[SeriesInfo]) -> dict[str, list[SeriesInfo]]:
-    """Series grouped by StudyInstanceUID, in first-seen order."""
-    studies: dict[str, list[SeriesInfo]] = {}
+    """Series grouped into studies, in first-seen order: by StudyInstanceUID and patient,
+    and, when series of one study reuse a series UID in several folders (copies, or
+    anonymised patients that kept the UIDs), by the folder each copy lies in. Keys are the
+    Study UID, with the patient and copy's folder appended when they are needed to part
+    studies."""
+    studies: dict[tuple[str, str], list[SeriesInfo]] = {}
     for s in series:
-        studies.setdefault(s.study_uid, []).append(s)
-    return studies
+        studies.setdefault((s.study_uid, s.patient_id), []).append(s)
+    out: dict[str, list[SeriesInfo]] = {}
+    patients: dict[str, int] = {}
+    for study_uid, _ in studies:
+        patients[study_uid] = patients.get(study_uid, 0) + 1
+    for (study_uid, patient), members in studies.items():
+        name = study_uid if patients[study_uid] == 1 else f"{study_uid}|{patient}"
+        for root, copy in _copies(members).items():
+            out[name if not root else f"{name}|{root}"] = copy
+    return out
+
+
+def _copies(members: list[SeriesInfo]) -> dict[str, list[SeriesInfo]]:
+    """The series of one study split by copy: ``{copy root folder: series}`` ("" when the
+    study is not copied). A copy root is the folder, below the folders the copies share,
+    that holds one copy of a series UID found in several folders."""
+    folders: dict[str, set[str]] = {}
+    for s in members:
+        folders.setdefault(s.series_uid, set()).add(s.folder)
+    repeated = [sorted(f) for f in folders.values() if len(f) > 1]
+    if not repeated:
+        return {"": members}
+    roots: list[str] = []
+    for group in repeated:
+        common = os.path.commonpath(group)
+        for folder in group:
+            below = os.path.relpath(folder, common).split(os.sep)[0]
+            root = folder if below == "." else os.path.join(common, below)
+            if root not in roots:
+                roots.append(root)
+    copies: dict[str, list[SeriesInfo]] = {root: [] for root in roots}
+    for s in members:
+        inside = [r for r in roots if s.folder == r or s.folder.startswith(r + os.sep)]
+        copies[max(inside, key=len) if inside else roots[0]].append(s)
+    return {root: copy for root, copy in copies.items() if copy}

@@ -1,7 +1,8 @@
 """Choose, per study, the DICOM series that suits finding L3, and say why for every series.
 
 A series is *usable* when it is an axial stack of CT images covering enough of the body
-without missing or duplicated slices (the reader would refuse those: ``dicom``);
+without missing or duplicated slices (the reader would refuse those: ``dicom``; blocks of
+regular spacing, 4 mm then 7 mm, are complete);
 localizers, derived MIP/MPR/3-D reconstructions, dose reports, secondary captures and
 other modalities are skipped. Among usable series the preference is, in order:
 
@@ -21,7 +22,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..dicom import DUPLICATE_MM, GAP_FACTOR
+from ..dicom import DUPLICATE_MM, find_gaps
 from .dicom_tree import SeriesInfo
 
 #: Values of the row field ``series_choice``.
@@ -98,10 +99,11 @@ def skip_reason(series: SeriesInfo, policy: SeriesPolicy = DEFAULT_POLICY) -> Op
     steps = np.diff(series.positions_mm)
     if np.any(steps < DUPLICATE_MM):
         return "several images at the same position (phases or echoes mixed in one series)"
-    median = float(np.median(steps))
-    if np.any(steps > GAP_FACTOR * median):
-        return (f"missing slices (a gap of {float(steps.max()):.1f} mm where slices are "
-                f"{median:.1f} mm apart)")
+    gaps = find_gaps(steps)
+    if gaps:
+        first, spacing = gaps[0]
+        return (f"missing slices (a gap of {float(steps[first]):.1f} mm where slices are "
+                f"{spacing:.1f} mm apart)")
     if series.extent_mm < policy.min_coverage_mm - 0.5:  # rounding in the positions
         return (f"covers only {series.extent_mm:.0f} mm head to foot (at least "
                 f"{policy.min_coverage_mm:.0f} mm needed)")

@@ -1,12 +1,14 @@
 """Export the L3 slice (and neighbours) for body-composition tools: NIfTI, DICOM and PNG.
 
 Slices are taken along the scan's own slice axis (``L3Result.slice_axis``; k for axial
-scans) at the original resolution and HU, never resampled. Files are named
-``<stem>_L3...``, the stem unique per scan (``outputs.output_stem``: with ``--series`` it
-starts with the study UID, so a folder listing sorts by study). Nothing is overwritten: when
-a scan's files are already there (the scan run again), the new ones are ``<stem>-2_L3...``,
-``-3``..., so a results row always names the files made with its own answer. A scan's files
-are written whole or not at all (nothing is left when one of them cannot be written):
+scans) at the original resolution and HU, never resampled: a DICOM series located on a
+resampled grid (uneven spacing, gantry tilt) has its real slices read again from the files.
+Files are named ``<stem>_L3...``, the stem unique per scan (``outputs.output_stem``: with
+``--series`` it starts with the study UID, so a folder listing sorts by study). Nothing is
+overwritten: when a scan's files are already there (the scan run again), the new ones are
+``<stem>-2_L3...``, ``-3``..., so a results row always names the files made with its own
+answer. A scan's files are written whole or not at all (nothing is left when one of them
+cannot be written):
 
 - ``<stem>_L3.nii.gz``: the slab of ``2 * neighbours + 1`` slices (fewer at the scan's
   edge), HU as stored, geometry of the source.
@@ -31,7 +33,7 @@ import numpy as np
 from ..errors import InputError, L3LocatorError
 from ..outputs import EXPORT_DICOM, EXPORT_NIFTI, EXPORT_PNG, write_atomically
 from ..result import L3Result
-from ..volume import LPS_TO_RAS, Volume, read_volume, write_volume
+from ..volume import LPS_TO_RAS, Volume, read_real_slices, read_volume, write_volume
 from .deps import require_pydicom
 from .dicom_write import PATIENT_STUDY_TAGS, ct_image, new_uid, save_dataset
 
@@ -98,6 +100,13 @@ def export_slices(
         raise InputError("No L3 slice to export: L3 was not found in this scan.")
     axis = 2 if result.slice_axis is None else int(result.slice_axis)
     centre = int(result.slice_index)
+    if volume.source is not None and volume.source.changed and axis == 2:
+        # Located on a resampled (uneven spacing) or untilted grid: ``slice_index`` counts
+        # the series' real slices (``real_slice``), which are exported as stored.
+        first_real = max(0, centre - neighbours)
+        volume = read_real_slices(volume.source, first_real, centre + neighbours + 1,
+                                  volume.name)
+        centre -= first_real
     out_dir.mkdir(parents=True, exist_ok=True)
     part = slab(volume, axis, centre - neighbours, centre + neighbours + 1)
     first = max(0, centre - neighbours)
@@ -181,6 +190,8 @@ def _write_dicom(volume: Volume, axis: int, first: int, count: int, centre: int,
         corner = np.zeros(3)
         corner[axis] = index
         position = lps[:3, :3] @ corner + lps[:3, 3]
+        if volume.source is not None and axis == 2:  # the real slice's own position
+            position = np.asarray(volume.source.positions_lps[index], dtype=float)
         orientation = [*(lps[:3, col_axis] / spacing[col_axis]),
                        *(lps[:3, row_axis] / spacing[row_axis])]
         ds = ct_image(pixels, position, orientation, (spacing[row_axis], spacing[col_axis]),

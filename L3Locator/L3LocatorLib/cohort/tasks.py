@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
-from ..errors import L3LocatorError
+from ..dicom_complete import IncompleteSeriesError
+from ..errors import InputError, L3LocatorError
 from ..inputs import ScanInput, find_scans, read_input
 from ..outputs import add_reason, is_own_output, not_written, output_stem
 from ..qa import write_scan_qa
@@ -27,9 +28,11 @@ from .dicom_tree import SeriesInfo, group_by_study, scan_tree
 from .series_choice import (
     CHOSEN,
     DEFAULT_POLICY,
+    ELIGIBLE,
     SKIPPED,
     SeriesPolicy,
     choose_series,
+    preference_key,
     summary_of_others,
 )
 
@@ -75,6 +78,9 @@ class ScanTask:
     fields: dict[str, Any] = field(default_factory=dict)
     stem: str = ""
     skip: bool = False
+    #: In "best" mode, the study's other usable series, best first: read in turn when the
+    #: chosen one cannot be read (``read_task``).
+    fallbacks: list[ScanTask] = field(default_factory=list)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -142,7 +148,8 @@ def tasks_for_tree(
     # the study: left out before grouping, so they change neither the choice nor the keys.
     series = [s for s in scan_tree(roots)
               if not any(is_own_output(Path(s.folder), Path(root)) for root in roots)]
-    for study_uid, study_series in group_by_study(series).items():
+    for study_series in group_by_study(series).values():
+        study_uid = study_series[0].study_uid
         decisions = choose_series(study_series, policy)
         others = summary_of_others(decisions)
         if series_mode == "all":
@@ -153,7 +160,12 @@ def tasks_for_tree(
         chosen = [d for d in decisions if d.choice == CHOSEN]
         if chosen:
             d = chosen[0]
-            tasks.append(_series_task(d.series, d.choice, d.reason, others, patient_ids))
+            task = _series_task(d.series, d.choice, d.reason, others, patient_ids)
+            eligible = sorted((e for e in decisions if e.choice == ELIGIBLE),
+                              key=lambda e: preference_key(e.series, policy))
+            task.fallbacks = [_series_task(e.series, CHOSEN, e.reason, others, patient_ids)
+                              for e in eligible]
+            tasks.append(task)
             continue
         folder = os.path.commonpath([s.folder for s in study_series])
         problem = f"No series in this study suits finding L3 ({others})."
@@ -175,21 +187,58 @@ def _series_task(series: SeriesInfo, choice: str, reason: str, others: str, pati
         "series_description": series.description,
         "n_images": series.n_images,
         "series_choice": choice,
-        "series_reason": reason,
+        "series_reason": "; ".join(filter(None, (reason, series.conflict))),
         "other_series": others or None,
     }
     if patient_ids:
         fields.update(patient_id=h.patient_id, patient_name=h.patient_name,
                       accession_number=h.accession_number, study_date=h.study_date)
-    scan = ScanInput(Path(series.folder).resolve(), series_uid=series.series_uid,
+    scan = ScanInput(Path(series.folder).resolve(), series_uid=series.row_uid,
                      files=tuple(Path(f).resolve() for f in series.files),
                      description=series.description, problem=skip)
     return ScanTask(scan, fields, f"{series.study_uid}__{series.series_uid}", skip=bool(skip))
 
 
 def read_task(task: ScanTask, max_bytes: float = MAX_SCAN_BYTES) -> Volume:
-    """The task's CT volume (``inputs.read_input``: DICOM geometry from slice positions)."""
-    return read_input(task.scan, max_bytes=max_bytes)
+    """The task's CT volume (``inputs.read_input``: DICOM geometry from slice positions).
+
+    When the chosen series cannot be read, the study's next best series are tried in turn
+    (``ScanTask.fallbacks``); the task then describes the series read, says why in
+    ``series_reason``, and keeps its key (so ``--resume`` knows the study is done). A
+    series still being copied is not passed over: its error row is retried later.
+    """
+    try:
+        return read_input(task.scan, max_bytes=max_bytes)
+    except IncompleteSeriesError:
+        raise
+    except InputError as error:
+        if not task.fallbacks:
+            raise
+        failed = f"{_label(task)} could not be read ({error})"
+        for fallback in task.fallbacks:
+            try:
+                volume = read_input(fallback.scan, max_bytes=max_bytes)
+            except IncompleteSeriesError:
+                raise
+            except InputError as other:
+                failed += f"; {_label(fallback)} neither ({other})"
+                continue
+            log.warning("%s: %s; the next best series was read instead.", task.scan.path,
+                        failed)
+            task.fields = {**fallback.fields, "series_reason": (
+                f"the best series, {failed}; used the next best: "
+                f"{fallback.fields.get('series_reason')}")}
+            task.scan = replace(fallback.scan, path=task.scan.path,
+                                series_uid=task.scan.series_uid)
+            task.stem, task.fallbacks = fallback.stem, []
+            return volume
+        raise InputError(f"No series of this study could be read: {failed}.") from None
+
+
+def _label(task: ScanTask) -> str:
+    number = task.fields.get("series_number")
+    words = " ".join(filter(None, (str(number or ""), task.fields.get("series_description"))))
+    return f"series {words or task.scan.series_uid}"
 
 
 _MODELS: dict[tuple[Optional[str], str], Any] = {}
