@@ -108,3 +108,74 @@ def test_flag_threshold_above_the_threshold_is_a_model_error(tmp_path):
         load_model(_model_with(tmp_path, threshold=0.5, flag_threshold=0.6), device="cpu")
     with pytest.raises(ModelError, match="flag_threshold"):
         load_model(_model_with(tmp_path, flag_threshold=1.5), device="cpu")
+
+
+def _cut_below_l3(volume, truth, mm: float):
+    """``volume`` cut ``mm`` below the L3 landmark (the scan then ends inside L3/L4)."""
+    k_l3 = volume.ras_to_ijk_points(np.asarray(truth.l3_landmark_ras, float))[2]
+    step = int(round(mm / volume.spacing[2]))
+    s_up = volume.ijk_to_ras[2, 2] > 0
+    k0, k1 = (int(k_l3) - step, volume.array.shape[0]) if s_up else (0, int(k_l3) + step + 1)
+    return volume.crop_slices(k0, k1)
+
+
+def test_an_unsure_answer_near_a_scan_edge_stands_only_with_the_second_readers_count(
+        tmp_path, monkeypatch):
+    """A scan cut 20 mm below L3: the weak peak lies within one vertebra of the edge, where
+    it is as often the last vertebra in view as L3. Without an independent count it is not
+    an answer; with the second reader's count from the ribs putting L3 there, it is, and the
+    scan-edge flag (counted from the ribs alone) is lifted since the ribs were counted."""
+    import L3LocatorLib.locate as locate_module
+    from L3LocatorLib.second_reader import CANNOT_COUNT, COUNTED, SecondReading
+
+    volume, truth = make_phantom(777, preset="abdomen_pelvis", spacing=(1.5, 1.5, 2.0),
+                                 matrix=256)
+    cut = _cut_below_l3(volume, truth, 20.0)
+    sure = locate(cut)
+    threshold = min(0.999, sure.confidence + 0.02)
+    model = _model_with(tmp_path, threshold=threshold, flag_threshold=0.05)
+    l3_s = truth.l3_landmark_ras[2]
+
+    monkeypatch.setattr(locate_module, "safe_read", lambda v, p: SecondReading(
+        CANNOT_COUNT, "The vertebrae could not be counted."))
+    lone = locate(cut, model=model)
+    assert lone.status == "not_found" and lone.presence == ABSENT
+    assert lone.candidate_s_mm is not None  # still offered as a place to look
+
+    monkeypatch.setattr(locate_module, "safe_read", lambda v, p: SecondReading(
+        COUNTED, "Counted down from the last rib.", anchors=["last rib"],
+        l3_from_ribs_s_mm=[l3_s - 20.0, l3_s + 12.0]))
+    counted = locate(cut, model=model)
+    assert counted.status == "ok" and counted.presence == UNSURE
+    assert abs(counted.s_mm - l3_s) < 10.0
+    assert not any("The scan ends" in r for r in counted.review)
+    assert "second reader agrees" in counted.message
+
+    # A count that puts L3 one vertebra higher does not confirm it (and is said)
+    monkeypatch.setattr(locate_module, "safe_read", lambda v, p: SecondReading(
+        COUNTED, "Counted down from the last rib.", anchors=["last rib"],
+        l3_from_ribs_s_mm=[l3_s + 20.0, l3_s + 52.0]))
+    other = locate(cut, model=model)
+    assert other.status == "not_found"
+    assert "disagrees" in other.second_reading.verdict
+
+
+def test_a_level_confirmed_from_the_anchor_beyond_an_edge_is_not_flagged_for_it():
+    """L3 10 rows (20 mm) above the scan's lower edge: counted from the ribs alone, so
+    flagged, unless the second reader counted the same L3 down from the last rib; a count
+    up from the sacrum (not in view below) does not lift that flag. Near the cut-off the
+    margin flag goes with any confirmation."""
+    from L3LocatorLib.review import review_reasons
+
+    prediction = _prediction((N_ROWS - 11, 0.7), (N_ROWS - 11, 0.7), (N_ROWS - 11, 0.7),
+                             threshold=0.6)
+    fused = prediction.decoded["fused"]
+
+    def reasons(confirmed):
+        return review_reasons(fused, 0.6, N_ROWS, PIXEL_MM, confirmed=confirmed)
+
+    assert any("The scan ends" in r for r in reasons(()))
+    assert any("not sure" in r for r in reasons(()))
+    assert reasons({"ribs"}) == []
+    assert any("The scan ends" in r for r in reasons({"sacrum"}))
+    assert not any("not sure" in r for r in reasons({"sacrum"}))
