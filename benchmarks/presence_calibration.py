@@ -210,6 +210,9 @@ def main() -> int:
     parser.add_argument("--renders", type=int, default=20)
     parser.add_argument("--features", type=Path, help="cache of the per-case numbers")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--write-model", action="store_true",
+                        help="store the chosen flag threshold in the model's JSON (with the "
+                             "leave-one-patient-out table under metrics)")
     args = parser.parse_args()
     model = load_model(args.model, device="cpu")
     threshold = model.threshold
@@ -251,8 +254,22 @@ def main() -> int:
            "threshold": threshold, **result, "summary": summary}
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
+    if args.write_model:
+        write_flag_threshold(model.path, chosen, result["folds"])
     print(json.dumps(out))
     return 0
+
+
+def write_flag_threshold(model_json: Path, value: float, folds: dict) -> None:
+    """Set ``flag_threshold`` in ``model_json``, recording how it was chosen."""
+    meta = json.loads(Path(model_json).read_text())
+    meta["flag_threshold"] = round(float(value), 3)
+    meta.setdefault("metrics", {})["flag_threshold_calibration"] = {
+        "command": "python benchmarks/presence_calibration.py --write-model",
+        "rule": "the most cautious of the leave-one-real-patient-out choices",
+        "folds": {k: f["flag_threshold"] for k, f in folds.items()}}
+    Path(model_json).write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"wrote flag_threshold {value:.2f} into {model_json}")
 
 
 if __name__ == "__main__":
