@@ -46,10 +46,10 @@ VARIANTS = {
 }
 REAL_CTS = ("real_skeleton_ct328.nrrd", "real_chest_ct_lidc0001.nii.gz",
             "real_spine_ct_verse012.nii.gz", "real_ct_acrin_flt001.nii.gz")
-#: label map -> (class map file or None for the TotalSegmentator v1 default)
+#: label map -> its class map file (names every structure, ribs and pelvis included)
 RENDERS = {
     "real_labelmap_s0327_gt_bones.nii.gz": "class_map_s0327_gt_bones.json",
-    "real_labelmap_ct327.nrrd": None,
+    "real_labelmap_ct327.nrrd": "class_map_ct327.json",
     "real_chest_labelmap_lidc0001.nii.gz": "class_map_lidc0001.json",
 }
 

@@ -205,13 +205,29 @@ class _Box:
 
 
 def _pool(array: np.ndarray, steps: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Block mean and block max (float32) of ``array`` over ``steps`` voxels per axis."""
+    """Block mean and block max (float32) of ``array`` over ``steps`` voxels per axis.
+
+    One axis at a time, each as elementwise operations on strided views, the first pass in
+    the voxels' own type (numpy reduces short inner axes slowly: as one 6-D reduction a
+    512x512x400 CT's box took seconds).
+    """
     n = [s // k for s, k in zip(array.shape, steps)]
-    cut = array[: n[0] * steps[0], : n[1] * steps[1], : n[2] * steps[2]]
-    blocks = cut.reshape(n[0], steps[0], n[1], steps[1], n[2], steps[2])
-    high = blocks.max(axis=(1, 3, 5)).astype(np.float32)
-    mean = blocks.mean(axis=(1, 3, 5), dtype=np.float32)
-    return mean, high
+    high = mean = array[: n[0] * steps[0], : n[1] * steps[1], : n[2] * steps[2]]
+    for axis, step in enumerate(steps):
+        if step == 1:
+            continue
+
+        def part(x: np.ndarray, offset: int, step: int = step, axis: int = axis) -> np.ndarray:
+            return x[(slice(None),) * axis + (slice(offset, None, step),)]
+
+        new_high = np.maximum(part(high, 0), part(high, 1))
+        new_mean = np.add(part(mean, 0), part(mean, 1), dtype=np.float32)
+        for offset in range(2, step):
+            np.maximum(new_high, part(high, offset), out=new_high)
+            new_mean += part(mean, offset)
+        new_mean /= np.float32(step)
+        high, mean = new_high, new_mean
+    return np.asarray(mean, dtype=np.float32), np.asarray(high, dtype=np.float32)
 
 
 def _box(grid: PatientGrid, projections: Projections, config: SecondReaderConfig) -> _Box:
@@ -237,7 +253,13 @@ def _box(grid: PatientGrid, projections: Projections, config: SecondReaderConfig
         clean = sub
     else:
         clean = np.nan_to_num(sub, nan=-1024.0, posinf=-1024.0, neginf=-1024.0)
-    mean, high = _pool(clean, steps)
+    # Pool in the array's memory order (the grid is a transposed, flipped view of the
+    # volume): reading the voxels against their layout costs ten times more.
+    order = [int(i) for i in np.argsort([-abs(st) for st in clean.strides])]
+    back = [int(i) for i in np.argsort(order)]
+    mean, high = _pool(clean.transpose(order), tuple(steps[i] for i in order))
+    mean = np.ascontiguousarray(mean.transpose(back))
+    high = np.ascontiguousarray(high.transpose(back))
     centre = (np.asarray(steps) - 1) / 2.0
     s_idx = np.arange(mean.shape[0]) * steps[0] + centre[0]
     r_idx = r0 + np.arange(mean.shape[1]) * steps[1] + centre[1]
@@ -384,9 +406,10 @@ def _track(box: _Box, config: SecondReaderConfig) -> Optional[_Track]:
 
 @dataclass(frozen=True)
 class _Discs:
+    """One unbroken chain of discs."""
+
     rows: list[float]  #: disc centres (box rows, sub-row), superior -> inferior
     depth: list[float]  #: dip (HU) of each disc
-    profile: np.ndarray  #: mean HU of the body column per row
 
 
 def _column_band(box: _Box, track: _Track, config: SecondReaderConfig) -> np.ndarray:
@@ -400,12 +423,14 @@ def _column_band(box: _Box, track: _Track, config: SecondReaderConfig) -> np.nda
     return slab[np.arange(slab.shape[0])[:, None], cols]
 
 
-def _discs(box: _Box, track: _Track, config: SecondReaderConfig) -> _Discs:
+def _discs(box: _Box, track: _Track, config: SecondReaderConfig) -> list[_Discs]:
     """Discs along the body column. Each front-back column of the band gets its own dip
     (darker than the brightest row within ``disc_window_mm`` above and below); a disc
     darkens the whole depth of the body, so the median over the columns is taken: the
     basivertebral vein's notch in the back of a body's middle, or a dim middle seen only
-    in part of the depth, does not count."""
+    in part of the depth, does not count. Returns the chains superior -> inferior: where
+    the spacing breaks (a missed or extra disc), a new chain starts, and no count crosses
+    the break."""
     ds = box.step_mm[0]
     band = _column_band(box, track, config)
     start, stop = track.rows
@@ -422,9 +447,16 @@ def _discs(box: _Box, track: _Track, config: SecondReaderConfig) -> _Discs:
     threshold = max(config.disc_min_hu, config.disc_min_fraction * contrast)
     peak = dip == ndimage.maximum_filter1d(dip, max(3, 2 * int(round(6.0 / ds)) + 1))
     candidates = np.flatnonzero(peak & (dip >= threshold))
-    chain = _best_chain(candidates, dip, ds, config)
-    rows = [_subrow(f, int(c)) for c in chain]
-    return _Discs(rows, [float(dip[c]) for c in chain], f)
+    chains = []
+    pending = [candidates]
+    while pending:
+        part = pending.pop()
+        chain = _best_chain(part, dip, ds, config) if len(part) >= 2 else []
+        if len(chain) < 2:
+            continue
+        chains.append(_Discs([_subrow(f, c) for c in chain], [float(dip[c]) for c in chain]))
+        pending += [part[part < chain[0]], part[part > chain[-1]]]
+    return sorted(chains, key=lambda c: c.rows[0])
 
 
 def _subrow(f: np.ndarray, i: int) -> float:
@@ -499,17 +531,28 @@ def _rib_heads(box: _Box, track: _Track, config: SecondReaderConfig
                ) -> list[tuple[float, int]]:
     """(row of the medial end, side -1 right / +1 left) of every rib in the box."""
     ds, dr, da = box.step_mm
-    lateral = _lateral_mm(box)
-    bone = box.high > config.bone_hu
+    start, stop = track.rows
+    # Only what can hold a rib's medial end or tell its reach: up to a little beyond
+    # ``rib_reach_mm`` sideways, from in front of the bodies' wall to behind the arch
+    # (labelling is the costly step). Every row: the ilium must show its full height to be
+    # told from a rib.
+    rows = slice(0, box.high.shape[0])
+    lateral = _lateral_mm(box)[rows]
+    reach_cols = np.flatnonzero((np.abs(lateral) <= config.rib_reach_mm + 6.0).any(axis=0))
+    cols = slice(int(reach_cols[0]), int(reach_cols[-1]) + 1)
+    wall = track.wall[rows]
+    a_lo = max(0, int(wall.min() + round(-40.0 / da)))
+    a_hi = min(box.high.shape[2], int(wall.max() + round(60.0 / da)) + 1)
+    lateral = lateral[:, cols]
+    bone = box.high[rows, cols, a_lo:a_hi] > config.bone_hu
     # Leave out the vertebral bodies, pedicles and rib heads next to them, so that each rib
     # (with the transverse process it touches) is its own component.
     bone &= (np.abs(lateral) > 20.0)[:, :, None]
-    start, stop = track.rows
     labels, n = ndimage.label(bone, structure=np.ones((3, 3, 3), bool))
     if n == 0:
         return []
     heads = []
-    behind = (np.arange(box.mean.shape[2])[None, :] - track.wall[:, None]) * da  # [s, a]
+    behind = (np.arange(a_lo, a_hi)[None, :] - wall[:, None]) * da  # [s, a]
     for index, sl in enumerate(ndimage.find_objects(labels), 1):
         if sl is None or (sl[0].stop - sl[0].start) * ds > 150.0:
             continue  # the ilium or a scapula, not a rib
@@ -536,7 +579,8 @@ def _rib_heads(box: _Box, track: _Track, config: SecondReaderConfig
 
 def _sacrum_top(box: _Box, track: _Track, config: SecondReaderConfig) -> Optional[int]:
     """First row (box grid) of the sacrum: bone in front of the canal reaches beyond any
-    lumbar body on both sides for ``config.sacrum_rows_mm``; None when not in view."""
+    lumbar body on both sides for ``config.sacrum_rows_mm`` and, within 40 mm of its top,
+    out to the iliac bones; None when not in view."""
     ds, dr, da = box.step_mm
     n_s, n_r, n_a = box.high.shape
     lateral = _lateral_mm(box)
@@ -548,7 +592,7 @@ def _sacrum_top(box: _Box, track: _Track, config: SecondReaderConfig) -> Optiona
     a = np.arange(n_a)[None, :]
     band = (a >= wall[:, None] + int(round(-30.0 / da))) & (a <= wall[:, None] + 1)  # [s, a]
     bone = ((box.high > config.bone_hu) & band[:, None, :]).any(axis=2)  # [s, r]
-    close = max(1, int(round(8.0 / dr)))
+    close = max(1, int(round(8.0 / dr)))  # bridges sacroiliac joints and sacral foramina
     bone = ndimage.binary_closing(bone, np.ones((1, 2 * close + 1), bool))
     half_width = np.zeros(n_s)  # bone joined to the midline: the smaller of its two sides
     for s in range(start, n_s):
@@ -576,8 +620,11 @@ def _iliac_crest(box: _Box, sacrum_row: int, config: SecondReaderConfig) -> Opti
     belonging to a structure that reaches far below the top of the sacrum, is as wide
     as a wing on both sides (a low rib touching the crest is only a few voxels across).
     None when the pelvis is not in view."""
-    lateral = _lateral_mm(box)
-    bone = (box.high > config.bone_hu) & (np.abs(lateral) > 50.0)[:, :, None]
+    # From 100 mm above the sacrum's top down: the crests lie at most one or two levels up.
+    first = max(0, sacrum_row - int(round(100.0 / box.step_mm[0])))
+    sacrum_row -= first
+    lateral = _lateral_mm(box)[first:]
+    bone = (box.high[first:] > config.bone_hu) & (np.abs(lateral) > 50.0)[:, :, None]
     labels, _ = ndimage.label(bone, structure=np.ones((3, 3, 3), bool))
     keep = []
     for index, sl in enumerate(ndimage.find_objects(labels), 1):
@@ -592,7 +639,7 @@ def _iliac_crest(box: _Box, sacrum_row: int, config: SecondReaderConfig) -> Opti
     left = (ilium & (lateral > 0)[:, :, None]).sum(axis=(1, 2))
     right = (ilium & (lateral < 0)[:, :, None]).sum(axis=(1, 2))
     rows = np.flatnonzero((left >= wing) & (right >= wing))
-    return int(rows[0]) if rows.size else None
+    return int(rows[0]) + first if rows.size else None
 
 
 # -------------------------------------------------------------------------- 5. count
@@ -606,15 +653,39 @@ def _cannot(reason: str, **found: Any) -> SecondReading:
 def _rib_body(head_row: float, discs: list[float]) -> Optional[int]:
     """Body index (between ``discs[i]`` and ``discs[i + 1]``) a rib's medial end belongs
     to: beside its body (the lower ribs slope down steeply from the head, so the top of
-    their medial end seen on a 2 mm grid can lie low in the body); -1 above the first
-    disc; None below the last."""
+    their medial end seen on a 2 mm grid can lie low in the body); -1 beside the body just
+    above the first disc; None elsewhere."""
     for i in range(len(discs) - 1):
         height = discs[i + 1] - discs[i]
         if discs[i] - 0.1 * height <= head_row < discs[i + 1] - 0.1 * height:
             return i
-    if head_row < discs[0]:
-        return -1
+    if discs[0] - 0.8 * (discs[1] - discs[0]) <= head_row < discs[0]:
+        return -1  # beside the body just above the chain's first disc
     return None
+
+
+def _rib_bearing(heads: list[float], rows: list[float], n_bodies: int) -> set[int]:
+    """Indices of the bodies between the disc ``rows`` that bear ribs (-1: the body just
+    above the first disc), from the rows of the ribs' medial ends.
+
+    Ribs come on consecutive vertebrae from the top of the chest down. So the rib-bearing
+    bodies are the first run from the top, allowing a gap of one body: a lowest rib one
+    body below a rib-free one is the steep 12th rib whose medial end was seen low beside
+    the next body, and it is moved up. Anything further down (two rib-free bodies or
+    more between) is not a rib: an iliac wing, a kidney with contrast.
+    """
+    found = sorted({b for b in (_rib_body(h, rows) for h in heads)
+                    if b is not None and b < n_bodies})
+    if not found:
+        return set()
+    run = [found[0]]
+    for body in found[1:]:
+        if body - run[-1] > 2:
+            break
+        run.append(body)
+    if len(run) >= 2 and run[-1] - run[-2] == 2:
+        run[-1] -= 1
+    return set(run)
 
 
 def _range_mm(box: _Box, top_row: float, bottom_row: float) -> list[float]:
@@ -639,44 +710,54 @@ def read_spine(volume: Volume, projections: Projections,
     track = _track(box, config)
     if track is None or (track.rows[1] - track.rows[0]) * ds < 60.0:
         return _cannot("the column of vertebral bodies could not be followed")
-    discs = _discs(box, track, config)
-    rows = list(discs.rows)
-    if len(rows) < 3:
-        return _cannot("fewer than three discs were seen along the spine")
-    found: dict[str, Any] = {}
-    anchors = []
-
-    # Sacrum first: the chain's disc at its top is L5-S1 and nothing below it is counted.
+    chains = [c for c in _discs(box, track, config) if len(c.rows) >= 3]
+    if not chains:
+        return _cannot("fewer than three discs in a row were seen along the spine")
+    # The pelvis: a sacrum needs iliac bones reaching far below it, or the wide bone is
+    # something else (vessels with contrast beside a lumbar body).
+    pelvis: dict[str, Any] = {}
     sacrum_row = _sacrum_top(box, track, config)
+    if sacrum_row is not None:
+        crest = _iliac_crest(box, sacrum_row, config)
+        if crest is None:
+            sacrum_row = None
+        else:
+            pelvis = {"sacrum_top_s_mm": float(box.s_mm[sacrum_row]),
+                      "iliac_crest_s_mm": float(box.s_mm[crest])}
+    # Ribs: only where the field of view reaches far enough sideways to tell a rib from a
+    # transverse process.
+    heads = None
+    if max(box.fov_r_mm) >= config.rib_fov_mm:
+        heads = [row for row, _side in _rib_heads(box, track, config)]
+    # L3 lies low on the spine: the lowest chain that gives a count is read.
+    readings = [_count_chain(box, chain, sacrum_row, heads, pelvis, config)
+                for chain in reversed(chains)]
+    for reading in readings:
+        if reading.counted:
+            return reading
+    return max(readings, key=lambda r: len(r.vertebrae))
+
+
+def _count_chain(box: _Box, chain: _Discs, sacrum_row: Optional[int],
+                 heads: Optional[list[float]], pelvis: dict[str, Any],
+                 config: SecondReaderConfig) -> SecondReading:
+    """The count along one unbroken chain of discs, from the anchors it reaches."""
+    ds = float(box.step_mm[0])
+    rows = list(chain.rows)
+    found: dict[str, Any] = dict(pelvis)
+    anchors = ["iliac crests"] if pelvis else []
     ls_disc = None
     if sacrum_row is not None:
-        # A sacrum needs the pelvis around it: without iliac bones reaching far below it,
-        # the wide bone is something else (vessels with contrast beside a lumbar body).
-        crest = _iliac_crest(box, sacrum_row, config)
-        if crest is not None:
-            found["sacrum_top_s_mm"] = float(box.s_mm[sacrum_row])
-            found["iliac_crest_s_mm"] = float(box.s_mm[crest])
-            anchors.append("iliac crests")
-            ls_disc = _lumbosacral_disc(rows, sacrum_row, ds)
-            if ls_disc is not None:
-                anchors.insert(0, "sacrum")
+        # The chain's disc at the sacrum's top is L5-S1; nothing below it is counted.
+        ls_disc = _lumbosacral_disc(rows, sacrum_row, ds)
+        if ls_disc is not None:
+            anchors.insert(0, "sacrum")
     bodies = [CountedVertebra(*reversed(_range_mm(box, a, b))) for a, b in zip(rows, rows[1:])]
     found["vertebrae"] = bodies
 
-    # Ribs: only where the field of view reaches far enough sideways to tell a rib from a
-    # transverse process.
     last_rib = None
-    if max(box.fov_r_mm) >= config.rib_fov_mm:
-        with_rib = set()
-        for head_row, _side in _rib_heads(box, track, config):
-            body = _rib_body(head_row, rows)
-            if body is not None and body < len(bodies):
-                with_rib.add(body)
-        ribbed = sorted(with_rib)
-        if len(ribbed) >= 2 and ribbed[-1] - ribbed[-2] == 2:
-            # Ribs come on consecutive vertebrae: a lowest rib one body below a rib-free
-            # one is the steep 12th rib whose medial end was seen low beside the next body.
-            with_rib = (with_rib - {ribbed[-1]}) | {ribbed[-1] - 1}
+    if heads is not None:
+        with_rib = _rib_bearing(heads, rows, len(bodies))
         for i in with_rib:
             if i >= 0:
                 bodies[i].rib_bearing = True
@@ -710,9 +791,9 @@ def read_spine(volume: Volume, projections: Projections,
         between = len(bodies) - 1 - last_rib
         found["lumbar_between"] = between
         variants += _count_variants(between)
-        if ls_disc < len(discs.depth) and discs.rows[ls_disc] == rows[ls_disc]:
-            others = [d for i, d in enumerate(discs.depth[:ls_disc])]
-            if others and discs.depth[ls_disc] < 0.35 * float(np.median(others)):
+        if ls_disc < len(chain.rows) and chain.rows[ls_disc] == rows[ls_disc]:
+            others = chain.depth[:ls_disc]
+            if others and chain.depth[ls_disc] < 0.35 * float(np.median(others)):
                 variants.append(
                     "The disc between the lowest mobile vertebra and the sacrum is barely "
                     "visible: possibly a transitional vertebra (sacralised L5).")
@@ -720,8 +801,7 @@ def read_spine(volume: Volume, projections: Projections,
         variants.append("13 rib-bearing vertebrae are in view: a 13th rib pair (T13).")
     found["variants"] = variants
     if l3_ribs is None and l3_sacrum is None:
-        sacrum_seen = sacrum_row if "iliac crests" in anchors else None
-        return _cannot(_why_not(last_rib, ls_disc, sacrum_seen, box, config), **found)
+        return _cannot(_why_not(last_rib, ls_disc, sacrum_row, heads is None), **found)
     reading = SecondReading(COUNTED, "", **found)
     reading.message = _summary(reading)
     return reading
@@ -768,9 +848,9 @@ def _count_variants(between: int) -> list[str]:
 
 
 def _why_not(last_rib: Optional[int], ls_disc: Optional[int], sacrum_row: Optional[int],
-             box: _Box, config: SecondReaderConfig) -> str:
+             too_narrow: bool) -> str:
     parts = []
-    if max(box.fov_r_mm) < config.rib_fov_mm:
+    if too_narrow:
         parts.append("the field of view is too narrow to see the ribs")
     elif last_rib is None:
         parts.append("no last rib-bearing vertebra with a rib-free one below it is in view")
