@@ -49,7 +49,8 @@ log = logging.getLogger(__name__)
 COUNTED = "counted"
 CANNOT_COUNT = "cannot_count"
 
-LUMBAR_NAMES = ("L1", "L2", "L3", "L4", "L5", "L6")
+#: How far (mm) the lowest ribs drop per mm away from the spine, near their neck.
+RIB_SLOPE = 0.7
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,9 @@ class SecondReaderConfig:
     #: Ribs: medial end within this distance (mm) of the midline, reach at least this far.
     rib_medial_mm: float = 42.0
     rib_reach_mm: float = 62.0
+    #: Ribs: largest mean cross-section (mm^2 of axial slice per slice): ribs show 70-150
+    #: on real and synthetic CT, a kidney or vessel with contrast 500 and more.
+    rib_max_section_mm2: float = 250.0
     #: Ribs: the medial end lies between these distances (mm) behind the body's wall.
     rib_behind_wall_mm: tuple[float, float] = (-15.0, 35.0)
     #: Sacrum: bone in front of the canal wider than this (mm) from the midline on both
@@ -559,6 +563,8 @@ def _rib_heads(box: _Box, track: _Track, config: SecondReaderConfig
         if sl[0].start == 0:
             continue  # cut by the top of the scan: its vertebra may be out of view
         s_i, r_i, a_i = np.nonzero(labels[sl] == index)
+        if s_i.size * dr * da / (sl[0].stop - sl[0].start) > config.rib_max_section_mm2:
+            continue  # solid: a kidney or vessel with contrast, not a rib
         s_i, r_i, a_i = s_i + sl[0].start, r_i + sl[1].start, a_i + sl[2].start
         lat = lateral[s_i, r_i]
         side = 1 if np.median(lat) > 0 else -1
@@ -570,10 +576,14 @@ def _rib_heads(box: _Box, track: _Track, config: SecondReaderConfig
         near &= (b >= config.rib_behind_wall_mm[0]) & (b <= config.rib_behind_wall_mm[1])
         if not near.any():
             continue
-        medial = near & (side * lat <= float(np.min(side * lat[near])) + 10.0)
+        inner = float(np.min(side * lat[near]))
+        medial = near & (side * lat <= inner + 15.0)
         # The top of the medial end: the neck of a rib rises to its own vertebra, while a
         # transverse process below that touches the descending rib joins it lower down.
-        heads.append((float(np.percentile(s_i[medial], 10)), side))
+        # Where the neck is not seen (thin, dim), the rib is followed back up to the spine
+        # at the slope of the lowest ribs (about 0.7 mm down per mm out).
+        top = float(np.min(s_i[medial])) - RIB_SLOPE * max(0.0, inner - 20.0) / ds
+        heads.append((top, side))
     return heads
 
 
@@ -669,20 +679,21 @@ def _rib_bearing(heads: list[float], rows: list[float], n_bodies: int) -> set[in
     above the first disc), from the rows of the ribs' medial ends.
 
     Ribs come on consecutive vertebrae from the top of the chest down. So the rib-bearing
-    bodies are the first run from the top, allowing a gap of one body: a lowest rib one
+    bodies are the longest run, allowing gaps of one body (a rib missed): a lowest rib one
     body below a rib-free one is the steep 12th rib whose medial end was seen low beside
-    the next body, and it is moved up. Anything further down (two rib-free bodies or
-    more between) is not a rib: an iliac wing, a kidney with contrast.
+    the next body, and it is moved up. Anything apart from that run (two rib-free bodies
+    or more between) is not a rib: an iliac wing, a kidney with contrast.
     """
     found = sorted({b for b in (_rib_body(h, rows) for h in heads)
                     if b is not None and b < n_bodies})
     if not found:
         return set()
-    run = [found[0]]
+    groups = [[found[0]]]
     for body in found[1:]:
-        if body - run[-1] > 2:
-            break
-        run.append(body)
+        if body - groups[-1][-1] > 2:
+            groups.append([])
+        groups[-1].append(body)
+    run = max(groups, key=len)  # the first of the largest: false ones come singly, lower
     if len(run) >= 2 and run[-1] - run[-2] == 2:
         run[-1] -= 1
     return set(run)
