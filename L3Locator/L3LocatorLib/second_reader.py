@@ -91,8 +91,11 @@ class SecondReaderConfig:
     #: largest ratio between two neighbouring levels' heights.
     level_mm: tuple[float, float] = (14.0, 55.0)
     level_ratio: float = 1.5
-    #: Bone threshold (HU) of the block maximum, for ribs, sacrum and pelvis.
+    #: Bone threshold (HU) of the block maximum, for ribs.
     bone_hu: float = 200.0
+    #: ... and for the iliac bones, which confirm a sacrum: higher, as kidneys with contrast
+    #: lie beside the lumbar bodies and would pass for sacral alae joined to iliac wings.
+    pelvis_hu: float = 300.0
     #: Ribs: medial end within this distance (mm) of the midline, reach at least this far.
     rib_medial_mm: float = 42.0
     rib_reach_mm: float = 62.0
@@ -634,7 +637,7 @@ def _iliac_crest(box: _Box, sacrum_row: int, config: SecondReaderConfig) -> Opti
     first = max(0, sacrum_row - int(round(100.0 / box.step_mm[0])))
     sacrum_row -= first
     lateral = _lateral_mm(box)[first:]
-    bone = (box.high[first:] > config.bone_hu) & (np.abs(lateral) > 50.0)[:, :, None]
+    bone = (box.high[first:] > config.pelvis_hu) & (np.abs(lateral) > 50.0)[:, :, None]
     labels, _ = ndimage.label(bone, structure=np.ones((3, 3, 3), bool))
     keep = []
     for index, sl in enumerate(ndimage.find_objects(labels), 1):
@@ -661,17 +664,18 @@ def _cannot(reason: str, **found: Any) -> SecondReading:
 
 
 def _rib_body(head_row: float, discs: list[float]) -> Optional[int]:
-    """Body index (between ``discs[i]`` and ``discs[i + 1]``) a rib's medial end belongs
-    to: beside its body (the lower ribs slope down steeply from the head, so the top of
-    their medial end seen on a 2 mm grid can lie low in the body); -1 beside the body just
-    above the first disc; None elsewhere."""
-    for i in range(len(discs) - 1):
-        height = discs[i + 1] - discs[i]
-        if discs[i] - 0.1 * height <= head_row < discs[i + 1] - 0.1 * height:
-            return i
-    if discs[0] - 0.8 * (discs[1] - discs[0]) <= head_row < discs[0]:
-        return -1  # beside the body just above the chain's first disc
-    return None
+    """Body index (between ``discs[i]`` and ``discs[i + 1]``; -1: the body just above the
+    first disc) a rib belongs to, from the row of its medial end (``head_row``): the body
+    whose upper third (where the rib's head and neck meet it) is nearest; None when that is
+    more than half a body away (beyond the chain)."""
+    heights = np.diff(discs)
+    ideal = np.asarray(discs[:-1]) + 0.3 * heights
+    ideal = np.concatenate([[discs[0] - 0.7 * heights[0]], ideal])  # -1 first
+    best = int(np.argmin(np.abs(ideal - head_row)))
+    height = heights[max(0, best - 1)]
+    if abs(ideal[best] - head_row) > 0.5 * height:
+        return None
+    return best - 1
 
 
 def _rib_bearing(heads: list[float], rows: list[float], n_bodies: int) -> set[int]:
