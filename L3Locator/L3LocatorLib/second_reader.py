@@ -60,9 +60,9 @@ class SecondReaderConfig:
     #: Working grid (mm): the voxels are pooled in blocks of about this size.
     grid_mm: float = 2.0
     #: Half-size of the box around the spine track: right-left and front-back (mm).
-    box_half_r_mm: float = 100.0
-    box_front_mm: float = 90.0
-    box_back_mm: float = 110.0
+    box_half_r_mm: float = 90.0
+    box_front_mm: float = 70.0
+    box_back_mm: float = 100.0
     #: Right-left half-width of the mid-sagittal slab that shows bodies, canal and arch.
     slab_half_mm: float = 6.0
     #: Posterior-wall detector: depth of body in front, canal behind, arch behind that.
@@ -239,7 +239,7 @@ def _pool(array: np.ndarray, steps: tuple[int, int, int]) -> tuple[np.ndarray, n
 
 def _box(grid: PatientGrid, projections: Projections, config: SecondReaderConfig) -> _Box:
     spacing = np.asarray(grid.spacing, dtype=float)
-    steps = tuple(int(max(1, round(config.grid_mm / s))) for s in spacing)
+    steps = tuple(int(max(1, np.floor(config.grid_mm / s + 0.5))) for s in spacing)
     step_mm = spacing * steps
     geometry = projections.geometry
     n0 = grid.array.shape[0]
@@ -618,21 +618,23 @@ def _sacrum_top(box: _Box, track: _Track, config: SecondReaderConfig) -> Optiona
                 break
     need = max(1, int(round(config.sacrum_rows_mm / ds)))
     pelvis = int(round(40.0 / ds))
+    found = None
     for lo, hi in _runs(half_width >= config.sacrum_half_width_mm):
         # The sacrum's alae are joined to the iliac bones (across the sacroiliac joints)
         # within a few centimetres below its top; the rib heads beside a thoracic body
-        # are not.
+        # are not. The lowest such run: kidneys with contrast beside L1-L2, bridged to
+        # the transverse processes, can make a short one higher up.
         if hi - lo >= need and lo > start \
                 and half_width[lo : lo + pelvis].max() >= config.ilium_reach_mm:
-            return int(lo)
-    return None
+            found = int(lo)
+    return found
 
 
 def _iliac_crest(box: _Box, sacrum_row: int, config: SecondReaderConfig) -> Optional[int]:
     """Top row of the iliac wings: the first row where bone far lateral (beyond 50 mm),
-    belonging to a structure that reaches far below the top of the sacrum, is as wide
-    as a wing on both sides (a low rib touching the crest is only a few voxels across).
-    None when the pelvis is not in view."""
+    belonging to a structure that reaches from above the sacrum's top to far below it, is
+    as wide as a wing on both sides (a low rib touching the crest is only a few voxels
+    across). None when the pelvis is not in view."""
     # From 100 mm above the sacrum's top down: the crests lie at most one or two levels up.
     first = max(0, sacrum_row - int(round(100.0 / box.step_mm[0])))
     sacrum_row -= first
