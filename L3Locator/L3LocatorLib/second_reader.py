@@ -891,6 +891,9 @@ def _summary(reading: SecondReading) -> str:
         if _overlap(ribs, sacrum):
             text = (f"Counted {n} vertebral bodies: down from the last rib and up from the "
                     f"sacrum both put L3 at {_fmt(sacrum)}.")
+            if reading.lumbar_between == 5:
+                text += (" Five rib-free vertebrae lie between the last rib-bearing one and "
+                         "the sacrum: the usual count.")
         else:
             text = (f"Counted {n} vertebral bodies: down from the last rib L3 is at "
                     f"{_fmt(ribs)}, up from the sacrum at {_fmt(sacrum)}: the counts "
