@@ -59,10 +59,11 @@ class SecondReaderConfig:
 
     #: Working grid (mm): the voxels are pooled in blocks of about this size.
     grid_mm: float = 2.0
-    #: Half-size of the box around the spine track: right-left and front-back (mm).
+    #: Half-size of the box around the spine track, right-left, and its reach in front of
+    #: and behind the back of the spine (mm).
     box_half_r_mm: float = 90.0
-    box_front_mm: float = 70.0
-    box_back_mm: float = 100.0
+    box_front_mm: float = 170.0
+    box_back_mm: float = 15.0
     #: Right-left half-width of the mid-sagittal slab that shows bodies, canal and arch.
     slab_half_mm: float = 6.0
     #: Posterior-wall detector: depth of body in front, canal behind, arch behind that.
@@ -207,7 +208,7 @@ class _Box:
     a_mm: np.ndarray
     step_mm: np.ndarray  #: block size along s, r, a (mm)
     track_r: np.ndarray  #: continuous r index of the spine per row
-    spine_a: float  #: continuous a index of the spine (whole scan)
+    spine_back: float  #: continuous a index of the back of the spine (whole scan)
     fov_r_mm: tuple[float, float]  #: lateral reach (mm) of the scanned field, right / left
 
 
@@ -248,13 +249,12 @@ def _box(grid: PatientGrid, projections: Projections, config: SecondReaderConfig
     frontal_col = np.interp(geometry.s_to_row(rows_s), np.arange(geometry.n_rows),
                             projections.spine_frontal_col)
     track_r_full = (corner[0] - geometry.frontal_col_to_r(frontal_col)) / spacing[1]
-    spine_a_full = (corner[1] - float(geometry.sagittal_col_to_a(
-        projections.spine_sagittal_col[0]))) / spacing[2]
+    back_full = (corner[1] - _spine_back_mm(projections)) / spacing[2]
     half_r = config.box_half_r_mm / spacing[1]
     r0 = int(max(0, np.floor(track_r_full.min() - half_r)))
     r1 = int(min(grid.array.shape[1], np.ceil(track_r_full.max() + half_r)))
-    a0 = int(max(0, np.floor(spine_a_full - config.box_front_mm / spacing[2])))
-    a1 = int(min(grid.array.shape[2], np.ceil(spine_a_full + config.box_back_mm / spacing[2])))
+    a0 = int(max(0, np.floor(back_full - config.box_front_mm / spacing[2])))
+    a1 = int(min(grid.array.shape[2], np.ceil(back_full + config.box_back_mm / spacing[2])))
     sub = grid.array[:, r0:r1, a0:a1]
     if not np.issubdtype(sub.dtype, np.floating) or np.isfinite(sub).all():
         clean = sub
@@ -272,24 +272,46 @@ def _box(grid: PatientGrid, projections: Projections, config: SecondReaderConfig
     r_idx = r0 + np.arange(mean.shape[1]) * steps[1] + centre[1]
     a_idx = a0 + np.arange(mean.shape[2]) * steps[2] + centre[2]
     track_r = (np.interp(s_idx, np.arange(n0), track_r_full) - r0 - centre[1]) / steps[1]
-    spine_a = (spine_a_full - a0 - centre[2]) / steps[2]
-    track_r = _midline(mean, track_r, spine_a, step_mm)
+    spine_back = (back_full - a0 - centre[2]) / steps[2]
+    track_r = _midline(mean, track_r, spine_back, step_mm)
     mid_r = float(np.median(track_r_full))
     fov = ((mid_r - 0) * spacing[1], (grid.array.shape[1] - 1 - mid_r) * spacing[1])
     return _Box(mean, high, corner[2] - s_idx * spacing[0], corner[0] - r_idx * spacing[1],
-                corner[1] - a_idx * spacing[2], step_mm, track_r, spine_a, fov)
+                corner[1] - a_idx * spacing[2], step_mm, track_r, spine_back, fov)
 
 
-def _midline(mean: np.ndarray, track_r: np.ndarray, spine_a: float, step_mm: np.ndarray
+def _spine_back_mm(projections: Projections) -> float:
+    """RAS A (mm) of the back of the spine (the tips of the spinous processes), from the
+    restricted sagittal MIP: walking back from the projections' spine position through
+    bone (above 250 HU in most rows' maximum) with gaps shorter than 25 mm (the canal, the
+    spaces between the processes). The projections' position is where bone is thickest,
+    which in a kyphotic chest with a contrast-filled aorta lies in front of the bodies;
+    the back of the spine does not move with that."""
+    geometry = projections.geometry
+    profile = np.percentile(projections.sagittal_hu, 75, axis=0)  # per column (A)
+    col = int(np.clip(round(float(projections.spine_sagittal_col[0])), 0, len(profile) - 1))
+    gap_cols = int(round(25.0 / geometry.pixel_mm))
+    last_bone, gap = col, 0
+    for c in range(col, len(profile)):  # columns run anterior -> posterior
+        if profile[c] > 250.0:
+            last_bone, gap = c, 0
+        else:
+            gap += 1
+            if gap > gap_cols:
+                break
+    return float(geometry.sagittal_col_to_a(last_bone))
+
+
+def _midline(mean: np.ndarray, track_r: np.ndarray, spine_back: float, step_mm: np.ndarray
              ) -> np.ndarray:
     """The spine's right-left midline per row (continuous r index of the box): the
-    centre of the bone within 30 mm of the projections' track, from 20 mm in front of to
-    40 mm behind the spine's front-back centre. The projections' track follows bone
-    thickness, which can sit on one side's pedicles; the symmetric body, arch and
-    processes centre it. The aorta lies in front of that band."""
+    centre of the bone within 30 mm of the projections' track, in the 70 mm in front of
+    the back of the spine (``spine_back``, an a index: the bodies' back, the canal, the
+    arch and the processes). The projections' track follows bone thickness, which can sit
+    on one side's pedicles; these symmetric parts centre it. The aorta lies in front."""
     n_s, n_r, n_a = mean.shape
-    a_lo = int(max(0, round(spine_a - 20.0 / step_mm[2])))
-    a_hi = int(min(n_a, round(spine_a + 40.0 / step_mm[2]) + 1))
+    a_lo = int(max(0, round(spine_back - 70.0 / step_mm[2])))
+    a_hi = int(min(n_a, round(spine_back) + 1))
     weight = np.clip(mean[:, :, a_lo:a_hi] - 150.0, 0.0, None).sum(axis=2)  # [s, r]
     cols = np.arange(n_r, dtype=np.float32)[None, :]
     track = track_r.astype(np.float32)
