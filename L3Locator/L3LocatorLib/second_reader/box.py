@@ -18,16 +18,13 @@ from .reading import SecondReaderConfig
 @dataclass(frozen=True)
 class Box:
     """Block mean and block max of the grid around the spine, ``[s, r, a]`` (HU, float32),
-    with the S, R and A (mm) of each block centre."""
+    with the S (mm) of each row of blocks."""
 
     mean: np.ndarray
     high: np.ndarray
     s_mm: np.ndarray
-    r_mm: np.ndarray
-    a_mm: np.ndarray
     step_mm: np.ndarray  #: block size along s, r, a (mm)
-    track_r: np.ndarray  #: continuous r index of the spine per row
-    spine_back: float  #: continuous a index of the back of the spine (whole scan)
+    track_r: np.ndarray  #: continuous r index of the spine's midline per row
     fov_r_mm: tuple[float, float]  #: lateral reach (mm) of the scanned field, right / left
 
 
@@ -58,6 +55,9 @@ def pool(array: np.ndarray, steps: tuple[int, int, int]) -> tuple[np.ndarray, np
 
 
 def make_box(grid: PatientGrid, projections: Projections, config: SecondReaderConfig) -> Box:
+    """The box around the spine: right-left ``box_half_r_mm`` beyond the projections'
+    spine track, front-back from ``box_front_mm`` in front of the back of the spine to
+    ``box_back_mm`` behind it, every row of the scan; pooled to about ``grid_mm``."""
     spacing = np.asarray(grid.spacing, dtype=float)
     steps = tuple(int(max(1, np.floor(config.grid_mm / s + 0.5))) for s in spacing)
     step_mm = spacing * steps
@@ -88,15 +88,12 @@ def make_box(grid: PatientGrid, projections: Projections, config: SecondReaderCo
     high = np.ascontiguousarray(high.transpose(back))
     centre = (np.asarray(steps) - 1) / 2.0
     s_idx = np.arange(mean.shape[0]) * steps[0] + centre[0]
-    r_idx = r0 + np.arange(mean.shape[1]) * steps[1] + centre[1]
-    a_idx = a0 + np.arange(mean.shape[2]) * steps[2] + centre[2]
     track_r = (np.interp(s_idx, np.arange(n0), track_r_full) - r0 - centre[1]) / steps[1]
     spine_back = (back_full - a0 - centre[2]) / steps[2]
     track_r = midline(mean, track_r, spine_back, step_mm)
     mid_r = float(np.median(track_r_full))
     fov = ((mid_r - 0) * spacing[1], (grid.array.shape[1] - 1 - mid_r) * spacing[1])
-    return Box(mean, high, corner[2] - s_idx * spacing[0], corner[0] - r_idx * spacing[1],
-                corner[1] - a_idx * spacing[2], step_mm, track_r, spine_back, fov)
+    return Box(mean, high, corner[2] - s_idx * spacing[0], step_mm, track_r, fov)
 
 
 def spine_back_mm(projections: Projections) -> float:

@@ -9,8 +9,8 @@ from typing import Any, Optional
 COUNTED = "counted"
 CANNOT_COUNT = "cannot_count"
 
-#: How far (mm) the lowest ribs drop per mm away from the spine, near their neck.
-RIB_SLOPE = 0.7
+
+
 @dataclass(frozen=True)
 class SecondReaderConfig:
     """Settings of :func:`read_spine` (mm and HU)."""
