@@ -13,10 +13,12 @@ from .reading import SecondReaderConfig
 
 #: How far (mm) the lowest ribs drop per mm away from the spine, near their neck.
 RIB_SLOPE = 0.7
+#: Right-left half-width (mm) of the spine's core left out when looking for ribs: the
+#: bodies, pedicles and the rib heads beside them.
+SPINE_CORE_MM = 20.0
 
 
-def rib_heads(box: Box, track: Track, config: SecondReaderConfig
-               ) -> list[tuple[float, int]]:
+def rib_heads(box: Box, track: Track, config: SecondReaderConfig) -> list[tuple[float, int]]:
     """(row of the medial end, side -1 right / +1 left) of every rib in the box."""
     ds, dr, da = box.step_mm
     start, stop = track.rows
@@ -24,18 +26,17 @@ def rib_heads(box: Box, track: Track, config: SecondReaderConfig
     # ``rib_reach_mm`` sideways, from in front of the bodies' wall to behind the arch
     # (labelling is the costly step). Every row: the ilium must show its full height to be
     # told from a rib.
-    rows = slice(0, box.high.shape[0])
-    lateral = lateral_mm(box)[rows]
+    lateral = lateral_mm(box)
     reach_cols = np.flatnonzero((np.abs(lateral) <= config.rib_reach_mm + 6.0).any(axis=0))
     cols = slice(int(reach_cols[0]), int(reach_cols[-1]) + 1)
-    wall = track.wall[rows]
+    wall = track.wall
     a_lo = max(0, int(wall.min() + round(-40.0 / da)))
     a_hi = min(box.high.shape[2], int(wall.max() + round(60.0 / da)) + 1)
     lateral = lateral[:, cols]
-    bone = box.high[rows, cols, a_lo:a_hi] > config.bone_hu
-    # Leave out the vertebral bodies, pedicles and rib heads next to them, so that each rib
-    # (with the transverse process it touches) is its own component.
-    bone &= (np.abs(lateral) > 20.0)[:, :, None]
+    bone = box.high[:, cols, a_lo:a_hi] > config.bone_hu
+    # Without the spine's core each rib (with the transverse process it touches) is its
+    # own component.
+    bone &= (np.abs(lateral) > SPINE_CORE_MM)[:, :, None]
     labels, n = ndimage.label(bone, structure=np.ones((3, 3, 3), bool))
     if n == 0:
         return []
@@ -66,15 +67,16 @@ def rib_heads(box: Box, track: Track, config: SecondReaderConfig
         # transverse process below that touches the descending rib joins it lower down.
         # Where the neck is not seen (thin, dim), the rib is followed back up to the spine
         # at the slope of the lowest ribs (about 0.7 mm down per mm out).
-        top = float(np.min(s_i[medial])) - RIB_SLOPE * max(0.0, inner - 20.0) / ds
+        top = float(np.min(s_i[medial])) - RIB_SLOPE * max(0.0, inner - SPINE_CORE_MM) / ds
         heads.append((top, side))
     return heads
 
 
 def sacrum_top(box: Box, track: Track, config: SecondReaderConfig) -> Optional[int]:
-    """First row (box grid) of the sacrum: bone in front of the canal reaches beyond any
-    lumbar body on both sides for ``config.sacrum_rows_mm`` and, within 40 mm of its top,
-    out to the iliac bones; None when not in view."""
+    """First row (box grid) of the sacrum: the top of the lowest run of rows where bone in
+    front of the canal reaches beyond any lumbar body on both sides for
+    ``config.sacrum_rows_mm`` and, within 40 mm of its top, out to the iliac bones; None
+    when not in view."""
     ds, dr, da = box.step_mm
     n_s, n_r, n_a = box.high.shape
     lateral = lateral_mm(box)
