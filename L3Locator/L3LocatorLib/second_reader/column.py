@@ -14,15 +14,19 @@ from .reading import SecondReaderConfig
 
 @dataclass(frozen=True)
 class Track:
+    """The posterior wall of the vertebral bodies along the scan."""
+
     wall: np.ndarray  #: a index (box grid) of the bodies' posterior wall, per row
     score: np.ndarray  #: wall contrast (HU) per row
     rows: tuple[int, int]  #: (start, stop) rows of the spine run
 
 
 def follow_track(box: Box, config: SecondReaderConfig) -> Optional[Track]:
+    """The bodies' posterior wall per row, superior -> inferior, on the mid-sagittal slab;
+    the longest run of rows that show it is the spine; None when no row does."""
     ds, dr, da = box.step_mm
     sagittal = slab_along_track(box.mean, box.track_r,
-                                 max(1, int(round(config.slab_half_mm / dr))))
+                                max(1, int(round(config.slab_half_mm / dr))))
     smooth = ndimage.gaussian_filter1d(sagittal, max(0.5, 5.0 / ds), axis=0, mode="nearest")
 
     def idx(mm: float) -> int:
