@@ -8,8 +8,10 @@
    are named up from the sacrum, so the sacrum's count must find the truth's "L3"; the
    rib count must find the third vertebra below the lowest rib-bearing one.
 2. Every real CT in ``--data`` and CT renders of the real label maps
-   (``labelmap_to_ct``): what it found and whether each count's L3 lies inside the
-   labelled L3 (``truth.json``: the middle of the count's L3 inside L3's S extent).
+   (``labelmap_to_ct``, whole map, seeds 0 and 1 with usual discs and seed 2 with the
+   renderer's degenerate spine): what it found and whether each count's L3 lies inside
+   the labelled L3 (``truth.json`` for the real CTs, the render's own truth for the
+   renders: the middle of the count's L3 inside L3's S extent).
 
 Times are the second reader alone (the CT already on patient axes and projected, as in
 ``locate``). The last line is one JSON object.
@@ -46,12 +48,17 @@ VARIANTS = {
 }
 REAL_CTS = ("real_skeleton_ct328.nrrd", "real_chest_ct_lidc0001.nii.gz",
             "real_spine_ct_verse012.nii.gz", "real_ct_acrin_flt001.nii.gz")
-#: label map -> (class map file or None for the TotalSegmentator v1 default)
+#: label map -> its class map file (names every structure, ribs and pelvis included)
 RENDERS = {
     "real_labelmap_s0327_gt_bones.nii.gz": "class_map_s0327_gt_bones.json",
-    "real_labelmap_ct327.nrrd": None,
+    "real_labelmap_ct327.nrrd": "class_map_ct327.json",
     "real_chest_labelmap_lidc0001.nii.gz": "class_map_lidc0001.json",
 }
+
+
+#: (seed, degenerate) of each label-map render: the renderer's "degenerate" older spine
+#: bridges the discs with sclerosis, so that they show brighter than the bodies.
+RENDER_SEEDS = ((0, False), (1, False), (2, True))
 
 
 def timed_read(volume: Volume) -> tuple[SecondReading, float]:
@@ -132,10 +139,12 @@ def real_rows(data: Path, renders: bool) -> list[dict[str, Any]]:
             class_map = {int(k): v for k, v in
                          json.loads((data / class_file).read_text()).items()}
         labels = read_volume(data / name)
-        for seed in (0, 1):
-            volume, vt = labelmap_to_ct(labels, class_map, seed, fov="full")
+        for seed, degenerate in RENDER_SEEDS:
+            volume, vt = labelmap_to_ct(labels, class_map, seed, fov="full",
+                                        degenerate=degenerate)
             extents = {v.name: [v.bottom_s_mm, v.top_s_mm] for v in vt.vertebrae}
-            row = real_row(f"{name} render {seed}", volume,
+            look = "degenerate spine" if degenerate else "usual discs"
+            row = real_row(f"{name} render {seed} ({look})", volume,
                            {k: {"s_extent_mm": e} for k, e in extents.items()})
             rows.append(row)
     return rows
