@@ -40,7 +40,10 @@ Columns: status and confidence; S of the reported slice and its distance to the 
 centroid (mm); the reported point's right-left and anterior-posterior distance to
 the centre of the L3 vertebral body (dR, dA, mm; body centres from the masks, see
 ``body_centres.py``; only where all of L3 is in the scan); "flag" when the answer
-asks for review, "mid" when the point fell back to the spine's midline; the verdict.
+asks for review, "mid" when the point fell back to the spine's midline; the second reader
+against the answer ("2nd": R / S when its count from the ribs / sacrum puts L3 there, x for
+a count that does not, - when it could not count); the verdict. A status "unsure" is an
+answer given below the model's threshold (flagged).
 A "not found" that names a candidate slice (``L3Result.candidate_s_mm``, a near miss)
 shows its S in brackets and whether it lies in L3; the sweep counts those too.
 Then, per patient, every level the model predicts against the labelled centroids
@@ -65,6 +68,7 @@ from L3LocatorLib.locate import locate
 from L3LocatorLib.network import load_model, predict_views
 from L3LocatorLib.projection import PreprocessConfig, project
 from L3LocatorLib.qa import save_qa_png
+from L3LocatorLib.second_reader import confirming_anchors
 from L3LocatorLib.volume import Volume, read_volume
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -165,6 +169,10 @@ def cases_for(patient: Patient) -> list[Case]:
     the scan's anatomy allows (no pelvis cut on a chest CT that has none)."""
     v = patient.vertebrae
     cuts: list[tuple[str, Optional[float], Optional[float]]] = [("whole scan", None, None)]
+    if "L5" in v:
+        # T10-L5 with no sacrum or pelvis: an abdomen series that stops at L5 (counting
+        # must come from the ribs)
+        cuts.append(("no sacrum (cut at L5/S1)", v["L5"]["s_extent_mm"][0], None))
     if "L4" in v:
         l4 = v["L4"]["s_extent_mm"]
         cuts += [("no pelvis (cut mid L4)", 0.5 * (l4[0] + l4[1]), None),
@@ -319,14 +327,31 @@ def run_case(name: str, volume: Volume, patient: Patient, expected: Optional[boo
     if row["candidate_in_l3"] is not None:
         s_text = f"({result.candidate_s_mm:5.0f})"
         verdict += f", candidate slice {'in' if row['candidate_in_l3'] else 'outside'} L3"
+    row["presence"] = result.presence
+    row["second_reader"] = reader_code(result)
     flag = ("flag" if result.needs_review else "") + ("" if result.point_in_body in (None, True)
                                                        else " mid")
-    print(f"{name:28s} {expect:5s} {result.status:10s} {result.confidence:5.2f} {s_text} "
-          f"{err_text} {dr_text} {da_text} {flag:4s}  {verdict}")
+    status = "unsure" if result.presence == "unsure" else result.status
+    print(f"{name:28s} {expect:5s} {status:10s} {result.confidence:5.2f} {s_text} "
+          f"{err_text} {dr_text} {da_text} {flag:4s} {row['second_reader']:3s} {verdict}")
     if qa_dir:
         slug = "".join(c if c.isalnum() else "_" for c in name)
         save_qa_png(result, qa_dir / f"{patient.key}_{slug}.png", title=f"{patient.key}: {name}")
     return row
+
+
+def reader_code(result) -> str:
+    """The second reader against the answer (or candidate), in three letters: "R" / "S" when
+    its count from the ribs / the sacrum puts L3 there, "x" for a count that does not, "-"
+    when it could not count."""
+    reading = result.second_reading
+    if reading is None or not reading.counted:
+        return "-"
+    s_mm = result.s_mm if result.found else result.candidate_s_mm
+    confirmed = confirming_anchors(reading, s_mm)
+    code = "".join(letter for anchor, letter in (("ribs", "R"), ("sacrum", "S"))
+                   if anchor in confirmed)
+    return code + "x" * (len(reading.l3_ranges()) - len(confirmed))
 
 
 def level_table(patient: Patient, model) -> list[dict]:
@@ -387,7 +412,7 @@ def evaluate_patient(patient: Patient, model, qa_dir: Optional[Path] = None) -> 
     print(f"\n== {patient.key}: scan S {scan_low:.1f}..{scan_high:.1f} mm; L3 centroid S "
           f"{centroid_s:.1f} mm, extent {l3_low:.1f}..{l3_high:.1f} mm{part}")
     print(f"{'case':28s} {'L3?':5s} {'status':10s} {'conf':>5s} {'S mm':>7s} {'err mm':>7s} "
-          f"{'dR mm':>7s} {'dA mm':>7s} {'':4s}  verdict")
+          f"{'dR mm':>7s} {'dA mm':>7s} {'':4s} 2nd verdict")
     rows = [run_case(c.name, crop_s(patient.volume, c.s_min, c.s_max), patient, c.l3_expected,
                      model, qa_dir) for c in cases_for(patient)]
     n_correct = sum(r["correct"] for r in rows)
