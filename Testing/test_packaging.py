@@ -41,3 +41,16 @@ def test_shipped_model_files_are_packaged():
     assert "*.npz" in data and not any(p.endswith(".pdparams") for p in data)
     models = REPO / "L3Locator" / "Resources" / "Models"
     assert (models / "default.npz").is_file() and not list(models.glob("*.pdparams"))
+
+
+def test_every_library_subpackage_is_in_the_wheel():
+    """``pip install .`` installs only the packages pyproject lists: every folder of
+    L3LocatorLib with an ``__init__.py`` is one of them, mapped to its folder."""
+    setuptools = _pyproject()["tool"]["setuptools"]
+    library = REPO / "L3Locator" / "L3LocatorLib"
+    found = {"L3LocatorLib." + ".".join(p.parent.relative_to(library).parts)
+             for p in library.rglob("__init__.py") if p.parent != library}
+    assert found <= set(setuptools["packages"]), sorted(found - set(setuptools["packages"]))
+    for name in found:
+        folder = "L3Locator/" + name.replace(".", "/")
+        assert setuptools["package-dir"][name] == folder
