@@ -7,8 +7,10 @@ L3 score lower still (``benchmarks/presence_calibration.py``). So a peak between
 model's ``flag_threshold`` and its ``threshold`` is reported as a *flagged* answer ("L3 is
 most likely at slice N; check it") when the evidence points into one vertebra: both single
 views put their own L3 peak within half a vertebra of the combined one. Below that, or when
-the views disagree, L3 is "not found". A model without ``flag_threshold`` answers in two
-ways, as before.
+the views disagree, L3 is "not found". ``locate`` adds one condition: an unsure peak within
+one vertebra of a scan edge stands only when the second reader's count puts L3 there (a
+scan that stops just above L3 shows L2 as its last vertebra, at the same confidences). A
+model without ``flag_threshold`` answers in two ways, as before.
 """
 
 from __future__ import annotations
