@@ -243,10 +243,19 @@ def wall_along_rays(kind: np.ndarray, hu: np.ndarray, valid: np.ndarray,
     fluid_run = max(2, int(round(FLUID_AVERAGE_MM / step_mm)))
     zero = np.zeros(n_rays, int)
     fat = (kind == 0) & valid
-    first_fat = _first(fat[:, :skin_run + 1], zero)
+    # The skin: the first soft-tissue sample (the air-skin edge's partial volume passes
+    # through the fat range and must not count as fat); the fat starts after it.
+    # A ray meeting the outline at a glancing angle starts in air: skip it.
+    lead = np.maximum(_first((kind != 2) & valid, zero), 0)
+    cols = np.arange(n)[None, :]
+    near = (cols >= lead[:, None]) & (cols <= (lead + skin_run)[:, None])
+    skin = _first((kind == 1) & valid & near, lead)
+    skin = np.where(skin < 0, lead, skin)
+    first_fat = _first(fat, skin)
+    first_fat = np.where(first_fat > skin + skin_run, -1, first_fat)
     wall_start = _run_starts((kind != 0) & valid, min_run)
     outer = _first(wall_start, np.maximum(first_fat, 0))
-    outer = np.where(first_fat < 0, min(2, n - 1), outer)  # no fat under the skin
+    outer = np.where(first_fat < 0, np.minimum(skin + 2, n - 1), outer)  # no fat under skin
     ending = _run_starts(((kind == 0) | (kind == 2)) & valid, end_run) | (kind == 3) | ~valid
     stop = _first(ending, np.maximum(outer, 0))
     stop = np.where(stop < 0, n, stop)
@@ -258,7 +267,6 @@ def wall_along_rays(kind: np.ndarray, hu: np.ndarray, valid: np.ndarray,
     o = np.clip(outer, 0, n - 1)
     wall_hu = average[np.arange(n_rays), np.clip(o + fluid_run // 2, 0, n - 1)]
     limit = np.minimum(wall_hu - FLUID_DROP_HU, FLUID_MAX_HU)
-    cols = np.arange(n)[None, :]
     low = ((average < limit[:, None]) & (cols >= (o + fluid_run)[:, None])
            & (cols + fluid_run <= stop[:, None]))
     drop = np.where(low.any(axis=1), np.argmax(low, axis=1), -1)
