@@ -441,8 +441,10 @@ def _make_phantom(seed: int, preset: str, tissue_spec: Any, tissue_rng: Any,
 
 
 def _slab_lookup(coarse_lookup: Any, fine: np.ndarray, box: tuple, shape: tuple) -> Any:
-    """Soft tissue under a structure's rim: the slab's fine HU inside ``box``, else the
+    """Soft tissue under a structure's rim: the slab's fine HU inside the slab, else the
     coarse grid's."""
+    from .tissue import NOT_IN_SLAB
+
     def lookup(flat_idx: np.ndarray) -> np.ndarray:
         out = coarse_lookup(flat_idx).astype(np.int16)
         k, j, i = np.unravel_index(flat_idx, shape)
@@ -450,8 +452,10 @@ def _slab_lookup(coarse_lookup: Any, fine: np.ndarray, box: tuple, shape: tuple)
         for index, sl in zip((k, j, i), box):
             inside &= (index >= sl.start) & (index < sl.stop)
         if inside.any():
-            out[inside] = fine[k[inside] - box[0].start, j[inside] - box[1].start,
-                               i[inside] - box[2].start]
+            value = fine[k[inside] - box[0].start, j[inside] - box[1].start,
+                         i[inside] - box[2].start]
+            keep = out[inside]
+            out[inside] = np.where(value == NOT_IN_SLAB, keep, value)
         return out
 
     return lookup

@@ -35,6 +35,8 @@ NONE, MUSCLE, IMAT, VAT, SAT, OTHER = 0, 1, 2, 3, 4, 5
 #: Label value of each measured tissue (``composition.presets.TISSUES`` order).
 TISSUE_LABELS = {"muscle": MUSCLE, "imat": IMAT, "vat": VAT, "sat": SAT}
 SKIN_MM = 1.5
+#: Value of ``render_tissue_slab``'s fine HU outside the slab (never a CT value).
+NOT_IN_SLAB = -32768
 
 #: The situations the benchmark covers, each a ``TissueSpec`` change plus phantom options.
 VARIANTS = ("typical", "thin_wall", "obese", "cachexia", "bowel_at_wall", "ascites",
@@ -82,7 +84,10 @@ def variant_options(variant: str, rng: np.random.Generator) -> tuple[TissueSpec,
     if variant not in VARIANTS:
         raise ValueError(f"unknown tissue variant {variant!r}; choose from {VARIANTS}")
     spec = TissueSpec(variant=variant)
-    options: dict[str, Any] = {"arms": "up", "contrast": "none", "metal": ()}
+    # An adult of ordinary build unless the variant says otherwise.
+    options: dict[str, Any] = {"arms": "up", "contrast": "none", "metal": (),
+                               "habitus": float(rng.uniform(0.85, 1.25)),
+                               "patient_scale": float(rng.uniform(0.9, 1.05))}
     if variant == "thin_wall":
         spec = replace(spec, wall_mm=float(rng.uniform(2.5, 4.0)),
                        wall_gap_deg=float(rng.uniform(6, 14)))
@@ -126,7 +131,8 @@ def render_tissue_slab(canvas: Any, anat: Anatomy, pose: Pose, spec: TissueSpec,
                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, Any]:
     """Draw the slab's soft tissue into ``canvas.array`` (structure keys kept) and return
     ``(labels, fine_hu, box)``: labels (uint8) and soft-tissue HU (int16, for the
-    partial-volume rims of structures) of the array box ``box`` (k, j, i slices)."""
+    partial-volume rims of structures; ``NOT_IN_SLAB`` outside the slab) of the array box
+    ``box`` (k, j, i slices)."""
     l3 = anat.vertebrae[2]
     z0 = float(l3.landmark_z)
     half = spec.slab_half_mm
@@ -155,6 +161,7 @@ def render_tissue_slab(canvas: Any, anat: Anatomy, pose: Pose, spec: TissueSpec,
     keys = canvas.array[box] >= KEY_BASE
     labels[~in_slab] = NONE
     fine = hu.astype(np.int16)
+    fine[~in_slab] = NOT_IN_SLAB  # the coarse soft tissue stays there
     region = canvas.array[box]
     write = in_slab & ~keys
     region[write] = fine[write]
