@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -192,3 +193,30 @@ def test_result_row_columns(typical):
     assert row["comp_preset"] == "alberta" and row["height_source"] == "user"
     assert row["smi_cm2_m2"] == pytest.approx(result.slice["muscle"].area_cm2 / 1.7 ** 2,
                                               abs=0.01)
+
+
+def test_cli_composition_columns_picture_and_masks(tmp_path):
+    """``l3locator locate --composition --slice`` adds the columns to the row, writes the
+    QA picture and the masks (NIfTI), and the masks hold exactly the areas reported."""
+    from L3LocatorLib.cli import main
+    from L3LocatorLib.results import read_rows
+    from L3LocatorLib.volume import read_volume, write_volume
+
+    volume, truth, _ = make_tissue_phantom(4244, variant="typical", **QUICK)
+    scan = tmp_path / "p.nii.gz"
+    write_volume(volume, scan)
+    k = int(np.round(volume.ras_to_ijk_points(truth.l3_landmark_ras)[2]))
+    out = tmp_path / "r.csv"
+    code = main(["locate", str(scan), "--composition", "--slice", str(k), "--height-m", "1.7",
+                 "--sex", "F", "--output", str(out), "--qa-dir", str(tmp_path / "qa"),
+                 "--masks-dir", str(tmp_path / "m"), "--preset", "vat_wide"])
+    assert code in (0, 1)
+    row = read_rows(out)[0]
+    assert row["comp_preset"] == "vat_wide" and row["height_source"] == "user"
+    assert row["prado2008_low_smi"] in ("True", "False")
+    assert Path(row["comp_qa_png"]).exists()
+    masks = read_volume(row["comp_masks"])
+    pixel_cm2 = float(np.prod(masks.spacing[:2])) / 100.0
+    for value, tissue in enumerate(("muscle", "imat", "vat", "sat"), 1):
+        area = np.count_nonzero(masks.array == value) * pixel_cm2
+        assert area == pytest.approx(float(row[f"{tissue}_area_cm2"]), abs=0.01)

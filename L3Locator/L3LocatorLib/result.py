@@ -81,6 +81,9 @@ class L3Result:
     candidate_ijk: Optional[list[int]] = None
     model_name: str = ""
     model_version: str = ""
+    #: Columns a front end adds to this scan's results row (e.g. body composition,
+    #: ``composition.columns.COLUMNS``); not part of ``to_dict``.
+    extra_columns: dict[str, Any] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
     #: Projections and heat-map profile behind the answer, for QA pictures (not serialised).
     evidence: Optional[Evidence] = field(default=None, repr=False, compare=False)
