@@ -59,6 +59,8 @@ class CompositionResult:
     aorta_hu: Optional[float] = None
     seconds: float = 0.0
     masks: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    #: the tissue masks of every slab slice (``slab_geometry.images`` order)
+    slab_masks: list[dict[str, np.ndarray]] = field(default_factory=list, repr=False)
     compartments: Optional[Compartments] = field(default=None, repr=False)
     slab_geometry: Optional[AxialSlab] = field(default=None, repr=False)
 
@@ -115,49 +117,57 @@ def measure_composition(volume: Volume, s_mm: float, *,
     point_px = None
     if body_point_ras is not None:
         point_px = tuple(slab.ras_to_pixel(np.asarray(body_point_ras, float)))
-    pixel_mm2 = slab.pixel_mm2
-    per_slice: list[dict[str, TissueStats]] = []
-    pooled: dict[str, list[np.ndarray]] = {t: [] for t in TISSUES}
     centre_comp: Optional[Compartments] = None
     centre_masks: dict[str, np.ndarray] = {}
-    bridged = 0.0
+    all_masks: list[dict[str, np.ndarray]] = []
     for n, image in enumerate(slab.images):
         comp = find_compartments(image, slab.spacing_ra, point_px)
         masks = tissue_masks(image, comp, chosen)
-        per_slice.append({t: tissue_stats(image, masks[t], pixel_mm2) for t in TISSUES})
-        for t in TISSUES:
-            pooled[t].append(image[masks[t]])
+        all_masks.append(masks)
         if n == slab.centre:
             centre_comp, centre_masks = comp, masks
-        bridged = max(bridged, comp.bridged_deg)
     assert centre_comp is not None
+    result = summarise(slab, chosen, all_masks, patient)
+    result.compartments = centre_comp
+    flags, aorta = scan_flags(slab, centre_comp, centre_masks, point_px, dicom_tags)
+    result.aorta_hu = aorta
+    result.flags = flags + result.flags
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def summarise(slab: AxialSlab, preset: Preset, slab_masks: list[dict[str, np.ndarray]],
+              patient: Optional[Patient] = None) -> CompositionResult:
+    """Statistics of given tissue masks (one dict per slab slice, ``[r, a]``) on the slab's
+    images: the slice, the slab, the spread, SMI and cut-offs, the slab-spread flags.
+    Used after the method (``measure_composition``) and after a user edited the masks."""
+    pixel_mm2 = slab.pixel_mm2
+    per_slice = [{t: tissue_stats(image, masks[t], pixel_mm2) for t in TISSUES}
+                 for image, masks in zip(slab.images, slab_masks)]
     areas = {t: [s[t].area_cm2 for s in per_slice] for t in TISSUES}
     slab_stats = {}
     for t in TISSUES:
-        values = np.concatenate(pooled[t])
-        mean_area = float(np.mean(areas[t]))
-        slab_stats[t] = TissueStats(
-            mean_area, float(values.mean()) if values.size else None,
-            float(values.std()) if values.size else None)
+        values = np.concatenate([image[masks[t]] for image, masks in zip(slab.images,
+                                                                          slab_masks)])
+        slab_stats[t] = TissueStats(float(np.mean(areas[t])),
+                                    float(values.mean()) if values.size else None,
+                                    float(values.std()) if values.size else None)
     spread = {t: (float((max(a) - min(a)) / np.mean(a)) if np.mean(a) > 0 else 0.0)
               for t, a in areas.items()}
     result = CompositionResult(
-        preset=chosen.name, s_mm=float(slab.s_mm[slab.centre]),
+        preset=preset.name, s_mm=float(slab.s_mm[slab.centre]),
         slab_s_mm=[float(v) for v in slab.s_mm], slice=per_slice[slab.centre],
         slab=slab_stats, slab_area_sd_cm2={t: float(np.std(a)) for t, a in areas.items()},
-        slab_area_spread=spread, slab_areas_cm2=areas, masks=centre_masks,
-        compartments=centre_comp, slab_geometry=slab)
-    flags, aorta = scan_flags(slab, centre_comp, centre_masks, point_px, dicom_tags)
-    result.aorta_hu = aorta
-    result.flags = flags + slab_spread_flags(
-        spread, {t: slab_stats[t].area_cm2 for t in TISSUES}, len(slab.images))
+        slab_area_spread=spread, slab_areas_cm2=areas, masks=slab_masks[slab.centre],
+        slab_masks=list(slab_masks), slab_geometry=slab)
+    result.flags = slab_spread_flags(spread, {t: slab_stats[t].area_cm2 for t in TISSUES},
+                                     len(slab.images))
     if patient is not None:
         result.height_m, result.height_source = patient.height_m, patient.height_source
         muscle = result.slice["muscle"]
         result.smi_cm2_m2 = smi(muscle.area_cm2, patient.height_m)
         result.cutoffs, result.cutoff_rules = cutoff_flags(
             result.smi_cm2_m2, muscle.mean_hu, patient)
-    result.seconds = time.perf_counter() - start
     return result
 
 
