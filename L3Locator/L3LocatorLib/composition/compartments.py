@@ -63,6 +63,8 @@ FLUID_MAX_HU = 25.0
 GAP_WINDOW_DEG = 15
 GAP_EXTRA_MM = 8.0
 GAP_EXTRA_FRACTION = 0.6
+#: Rays cut by the field of view are compared with the wall's radius over +/- this (deg).
+CUT_WINDOW_DEG = 30
 #: Wall thickness clamp outside the paraspinal sector: half-window (degrees), allowed
 #: excess over the neighbours (fraction and mm) and a hard ceiling (mm).
 THICK_WINDOW_DEG = 25
@@ -147,6 +149,13 @@ def body_mask(image: np.ndarray, spacing: tuple[float, float]
         (radius[0] + 1.5, radius[1] + 1.5)))
     grown = np.repeat(np.repeat(grown, f, axis=0), f, axis=1)[:inside.shape[0], :inside.shape[1]]
     body = inside & grown
+    # The growth may reach a piece lying a few mm away (an arm): keep the trunk's piece.
+    pieces, count = ndimage.label(body)
+    if count > 1:
+        core = np.repeat(np.repeat(labels == biggest, f, axis=0), f, axis=1)[
+            :inside.shape[0], :inside.shape[1]]
+        overlap = ndimage.sum_labels(core & body, pieces, index=np.arange(1, count + 1))
+        body = pieces == int(np.argmax(overlap)) + 1
     rows, cols = np.nonzero(body)
     box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
     body[box] = ndimage.binary_fill_holes(body[box])
@@ -344,12 +353,11 @@ def find_compartments(image: np.ndarray, spacing: tuple[float, float],
     r_outer = np.where(has_body, r_skin - outer * RAY_STEP_MM, np.nan)
     r_inner = np.where(has_body, r_skin - inner * RAY_STEP_MM, np.nan)
 
-    # A ray whose skin lies on the image's edge or the padding: the body goes on beyond
-    # the field of view there, the wall is unknown (bridged from the neighbours).
+    # A ray whose "skin" lies on the image's edge or the padding: the body goes on beyond
+    # the field of view there.
     skin_r = np.round(centre[0] + r0 + dr * r_skin / sp_r).astype(int)
     skin_a = np.round(centre[1] + a0 + da * r_skin / sp_a).astype(int)
     off_view = cut[np.clip(skin_r, 0, image.shape[0] - 1), np.clip(skin_a, 0, image.shape[1] - 1)]
-    r_outer[off_view] = np.nan
 
     # ---- paraspinal sector: rays whose wall starts behind the vertebral body
     end_r = centre[0] + dr * np.nan_to_num(r_outer) / sp_r
@@ -358,9 +366,15 @@ def find_compartments(image: np.ndarray, spacing: tuple[float, float],
 
     # ---- gaps in the wall: fat running much deeper than the neighbours'
     depth = r_skin - r_outer
-    reference = _circular(depth, GAP_WINDOW_DEG * N_RAYS // 360, "median")
-    gap = np.isnan(depth) | (depth > reference + np.maximum(GAP_EXTRA_MM,
-                                                            GAP_EXTRA_FRACTION * reference))
+    # Rays cut by the field of view start inside the fat, not at the skin: their wall is
+    # still found, but their depth says nothing about a gap and is not a reference.
+    reference = _circular(np.where(off_view, np.nan, depth), GAP_WINDOW_DEG * N_RAYS // 360,
+                          "median")
+    excess = np.maximum(GAP_EXTRA_MM, GAP_EXTRA_FRACTION * reference)
+    gap = np.isnan(depth) | (~off_view & np.isfinite(reference) & (depth > reference + excess))
+    # A cut ray whose wall lies far inside its neighbours' has met an organ, not the wall.
+    radius_ref = _circular(r_outer, CUT_WINDOW_DEG * N_RAYS // 360, "median")
+    gap |= off_view & (r_outer < radius_ref - np.maximum(GAP_EXTRA_MM, 0.1 * radius_ref))
     gap &= has_body
     depth = _fill_circular(depth, gap | ~has_body)
     # ---- wall thickness: clamp bowel or fluid lying against the wall

@@ -169,6 +169,23 @@ def render_tissue_slab(canvas: Any, anat: Anatomy, pose: Pose, spec: TissueSpec,
     return labels, fine, box
 
 
+def _room_beside_arms(anat: Anatomy, z0: float) -> Optional[float]:
+    """Half-width (mm) the trunk may have at height ``z0`` without touching an arm (a
+    6 mm gap), or None when no arm passes there."""
+    s = anat.scale
+    room = None
+    for arm in anat.extras.get("arms", []):
+        pts = np.array([arm["humeral_head"], arm["elbow"], arm["wrist"]], float)
+        for p0, p1, r in ((pts[0], pts[1], 45.0), (pts[1], pts[2], 35.0)):
+            if not min(p0[2], p1[2]) <= z0 <= max(p0[2], p1[2]) or p0[2] == p1[2]:
+                continue
+            t = (z0 - p0[2]) / (p1[2] - p0[2])
+            x = abs(p0[0] + t * (p1[0] - p0[0]))
+            free = x - r * s * min(anat.habitus, 1.4) - 6.0
+            room = free if room is None else min(room, free)
+    return None if room is None or room < 60.0 else room
+
+
 def _tissue_model(x: np.ndarray, y: np.ndarray, z: np.ndarray, anat: Anatomy,
                   spec: TissueSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Labels and HU (float32) of patient-frame points (mm)."""
@@ -184,6 +201,12 @@ def _tissue_model(x: np.ndarray, y: np.ndarray, z: np.ndarray, anat: Anatomy,
     half_w = np.interp(zf, anat.body_z, anat.body_half_width).reshape(z.shape).astype(np.float32)
     half_d = np.interp(zf, anat.body_z, anat.body_half_depth).reshape(z.shape).astype(np.float32)
     back = np.interp(zf, anat.body_z, anat.body_back_y).reshape(z.shape).astype(np.float32)
+    # Arms at the sides lie outside the trunk: narrow the trunk where an arm passes (the
+    # skeleton draws the arm bones where they are; a trunk around them would hold bone
+    # inside its wall).
+    room = _room_beside_arms(anat, float(l3.landmark_z))
+    if room is not None:
+        half_w = np.minimum(half_w, np.float32(room))
     dy = y - (back + half_d)
     phi = np.arctan2(dy / half_d, x / half_w)  # elliptic angle; pi/2 = anterior
     # SAT and wall thickness vary smoothly around the body (low harmonics).
