@@ -271,10 +271,12 @@ def _tissue_model(x: np.ndarray, y: np.ndarray, z: np.ndarray, anat: Anatomy,
     # paraspinal mass behind the vertebral body, quadratus lumborum, psoas
     para = (in_wall & (y < cy - hd) & ((x - cx) ** 2 / (62 * s * m) ** 2
                                        + (y - (cy - hd - 10 * s)) ** 2 / (75 * s) ** 2 <= 1.0))
+    # quadratus lumborum: against the inside of the posterior wall, beside the paraspinals
+    ql_y = back + SKIN_MM + 0.75 * sat_mm + wall_mm + 8 * s
     ql = np.zeros_like(para)
     for side in (1.0, -1.0):
         ql |= (((x - cx - side * 58 * s * m) / (18 * s * m)) ** 2
-               + ((y - (cy - hd - 34 * s)) / (15 * s * m)) ** 2 <= 1.0)
+               + ((y - ql_y) / (15 * s * m)) ** 2 <= 1.0)
     psoas = np.zeros_like(para)
     for side in (1.0, -1.0):
         psoas |= (((x - cx - side * (hw + 18 * s * m)) / (18 * s * m)) ** 2
