@@ -88,8 +88,9 @@ PSOAS_OPEN_MM = 2.0
 PSOAS_MIN_CM2 = 1.0
 #: A psoas piece must reach within this distance (mm) of the body point, left or right.
 PSOAS_SEED_MM = 40.0
-#: Bone (vertebra, ribs) filled and grown by this much (mm) is excluded everywhere.
-BONE_GROW_MM = 1.0
+#: Bone (vertebra, ribs) filled and grown by this much (mm) is excluded everywhere; 0:
+#: the bone's partial-volume rim below 150 HU counts as muscle, as with thresholds alone.
+BONE_GROW_MM = 0.0
 
 
 @dataclass
@@ -172,8 +173,8 @@ def bone_mask(smooth: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
     """Bone with its marrow and the spinal canal (filled shells), grown by BONE_GROW_MM."""
     bone = ndimage.binary_closing(smooth > BONE_HU, structure=np.ones((3, 3), bool))
     bone = ndimage.binary_fill_holes(bone)
-    steps = max(1, int(round(BONE_GROW_MM / min(spacing))))
-    return ndimage.binary_dilation(bone, iterations=steps)
+    steps = int(round(BONE_GROW_MM / min(spacing)))
+    return ndimage.binary_dilation(bone, iterations=steps) if steps > 0 else bone
 
 
 def _circular(values: np.ndarray, half: int, how: str) -> np.ndarray:
@@ -206,13 +207,6 @@ def _fill_circular(values: np.ndarray, bad: np.ndarray) -> np.ndarray:
     out = values.copy()
     out[bad] = np.interp(np.flatnonzero(bad), x, y)
     return out
-
-
-def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start and stop indices of the True runs of a 1-D mask."""
-    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
-    edges = np.flatnonzero(np.diff(padded))
-    return edges[::2], edges[1::2]
 
 
 def _first(mask: np.ndarray, start: np.ndarray) -> np.ndarray:

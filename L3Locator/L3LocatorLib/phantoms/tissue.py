@@ -136,13 +136,10 @@ def render_tissue_slab(canvas: Any, anat: Anatomy, pose: Pose, spec: TissueSpec,
     l3 = anat.vertebrae[2]
     z0 = float(l3.landmark_z)
     half = spec.slab_half_mm
-    lo = pose.points([-400.0, -400.0, z0 - half])
-    hi = pose.points([400.0, 400.0, z0 + half])
     corners = np.array([[x, y, z] for x in (-400, 400) for y in (-400, 400)
                         for z in (z0 - half, z0 + half)], float)
     world = pose.points(corners)
     box = canvas.ijk_box(world.min(axis=0), world.max(axis=0))
-    del lo, hi
     if box is None:
         raise ValueError("the L3 slab lies outside this phantom's field of view")
     sk, sj, si = box
