@@ -12,9 +12,11 @@ Per tissue: Dice against the truth labels and the area error (method - truth) / 
 "oracle" is the truth compartment x the preset's HU range: the ceiling that noise leaves.
 
 Real CT (every ``real_*ct*.nii.gz`` in the data folder with an L3 range in
-``truth.json``): the slice in the middle of L3's S range, the body point found in the
-slice. Area change of each tissue one slice up and down; after resampling in-plane to
-0.7, 1 and 3 mm pixels; after rotating the patient 5 degrees about the head-foot axis.
+``truth.json``): the slice in the middle of L3's S range; the vertebral body point is the
+L3 centroid of ``truth.json`` (acrin: none there, the one found in the slice), the same
+for every variant (in the product it comes from the locator). Area change of each tissue
+one slice up and down; after resampling in-plane to 0.7, 1 and 3 mm pixels; after rotating
+the patient 5 degrees about the head-foot axis.
 There are no reference masks for these scans: this measures consistency, not accuracy.
 
 Time: ``CompositionResult.seconds`` (slice and +/-5 mm slab, in memory), per scan.
@@ -96,9 +98,10 @@ def resampled(volume: Volume, pixel_mm: float) -> Volume:
     return volume_from_sitk(out, volume.name)
 
 
-def rotated(volume: Volume, degrees: float, centre_ras: np.ndarray) -> Volume:
+def rotated(volume: Volume, degrees: float, centre_ras: np.ndarray, point_ras: np.ndarray
+            ) -> tuple[Volume, np.ndarray]:
     """The patient rotated by ``degrees`` about the S axis through ``centre_ras`` (the
-    image data moves; the grid stays)."""
+    image data moves; the grid stays), and where ``point_ras`` moved to."""
     import SimpleITK as sitk
 
     image = volume_to_sitk(volume)
@@ -107,7 +110,9 @@ def rotated(volume: Volume, degrees: float, centre_ras: np.ndarray) -> Volume:
     transform.SetCenter([float(v) for v in lps])
     transform.SetRotation(0.0, 0.0, float(np.radians(degrees)))
     out = sitk.Resample(image, image, transform, sitk.sitkLinear, -1024.0, image.GetPixelID())
-    return volume_from_sitk(out, volume.name)
+    moved = transform.GetInverse().TransformPoint(
+        [float(-point_ras[0]), float(-point_ras[1]), float(point_ras[2])])
+    return volume_from_sitk(out, volume.name), np.array([-moved[0], -moved[1], moved[2]])
 
 
 def areas(result: Any) -> dict[str, float]:
@@ -118,11 +123,16 @@ def change(new: dict[str, float], base: dict[str, float]) -> dict[str, Optional[
     return {t: (new[t] - base[t]) / base[t] if base[t] > 0 else None for t in TISSUES}
 
 
-def real_case(path: Path, s_range: tuple[float, float], qa_dir: Optional[Path]
-              ) -> dict[str, Any]:
+def real_case(path: Path, s_range: tuple[float, float], centroid: Optional[list[float]],
+              qa_dir: Optional[Path]) -> dict[str, Any]:
+    """One real CT. The vertebral body point (which places psoas and paraspinals; in the
+    product it comes from the locator) is the L3 centroid of truth.json where it has one,
+    else the one found in the slice; every variant is measured with that same point."""
     volume = read_volume(path)
     s_mm = 0.5 * (s_range[0] + s_range[1])
-    base = measure_composition(volume, s_mm)
+    point = None if centroid is None else np.array([centroid[0], centroid[1], s_mm])
+    base = measure_composition(volume, s_mm, body_point_ras=point)
+    point = np.asarray(base.body_point_ras, float)
     spacing_s = float(base.slab_geometry.s_mm[0] - base.slab_geometry.s_mm[-1]) / max(
         1, len(base.slab_geometry.s_mm) - 1) if len(base.slab_geometry.s_mm) > 1 else None
     row: dict[str, Any] = {"scan": path.name, "s_mm": base.s_mm, "areas_cm2": areas(base),
@@ -131,15 +141,19 @@ def real_case(path: Path, s_range: tuple[float, float], qa_dir: Optional[Path]
     grid_step = abs(float(np.diff(base.slab_geometry.s_mm).mean())) if spacing_s else None
     if grid_step:
         row["neighbour_change"] = {
-            f"{sign:+d} slice": change(areas(measure_composition(volume, s_mm + sign * grid_step)),
-                                       areas(base)) for sign in (1, -1)}
+            f"{sign:+d} slice": change(areas(measure_composition(
+                volume, s_mm + sign * grid_step, body_point_ras=point)), areas(base))
+            for sign in (1, -1)}
     row["resampled_change"] = {
-        f"{pixel} mm": change(areas(measure_composition(resampled(volume, pixel), s_mm)),
-                              areas(base)) for pixel in (0.7, 1.0, 3.0)}
+        f"{pixel} mm": change(areas(measure_composition(resampled(volume, pixel), s_mm,
+                                                        body_point_ras=point)), areas(base))
+        for pixel in (0.7, 1.0, 3.0)}
     centre = np.array([*base.slab_geometry.pixel_to_ras(np.array(base.compartments.centre_px))])
-    row["rotated_change"] = {
-        f"{deg:+d} deg": change(areas(measure_composition(rotated(volume, deg, centre), s_mm)),
-                                areas(base)) for deg in (5, -5)}
+    row["rotated_change"] = {}
+    for deg in (5, -5):
+        turned, moved = rotated(volume, deg, centre, point)
+        row["rotated_change"][f"{deg:+d} deg"] = change(areas(measure_composition(
+            turned, s_mm, body_point_ras=moved)), areas(base))
     if qa_dir is not None:
         save_composition_picture(base, qa_dir / f"real_{path.name.split('.')[0]}.png", path.name)
     return row
@@ -197,7 +211,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 if l3 is None or not (args.data / name).exists():
                     print(f"{name}: no scan or no L3 range, skipped")
                     continue
-                row = real_case(args.data / name, tuple(l3["s_extent_mm"]), args.qa_dir)
+                row = real_case(args.data / name, tuple(l3["s_extent_mm"]),
+                                l3.get("centroid_ras_mm"), args.qa_dir)
                 report["real"].append(row)
                 print(json.dumps(row, indent=1, default=lambda v: round(v, 4)))
     if args.json:

@@ -80,10 +80,10 @@ PARASPINAL_BEHIND_MM = 15.0
 PARASPINAL_HALF_WIDTH_MM = 55.0
 #: Fat enclosed by muscle after a closing of this radius (mm) is IMAT.
 ENVELOPE_CLOSE_MM = 3.0
-#: Psoas search: the window beside the body point (mm, lateral range and A range) and
+#: Psoas search: the elliptic window beside the body point (mm, lateral and A extents) and
 #: the opening (mm) that separates it from touching bowel (then grown back as far).
-PSOAS_LATERAL_MM = (8.0, 75.0)
-PSOAS_A_MM = (-35.0, 30.0)
+PSOAS_LATERAL_MM = (5.0, 80.0)
+PSOAS_A_MM = (-38.0, 34.0)
 PSOAS_OPEN_MM = 4.0
 PSOAS_MIN_CM2 = 1.0
 #: A psoas piece must reach within this distance (mm) of the body point, left or right.
@@ -114,6 +114,7 @@ class Compartments:
     bridged_deg: float = 0.0
     clamped_deg: float = 0.0
     centre_px: tuple[float, float] = (0.0, 0.0)
+    body_point_px: Optional[tuple[float, float]] = None  #: the vertebral body point used
     wall_outer: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     wall_inner: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     notes: list[str] = field(default_factory=list)
@@ -439,6 +440,7 @@ def find_compartments(image: np.ndarray, spacing: tuple[float, float],
         bridged_deg=float(np.count_nonzero(gap)) * 360.0 / N_RAYS,
         clamped_deg=float(np.count_nonzero(too_thick)) * 360.0 / N_RAYS,
         centre_px=(float(centre[0] + r0), float(centre[1] + a0)),
+        body_point_px=(float(point[0] + r0), float(point[1] + a0)),
         wall_outer=polygon(r_out), wall_inner=polygon(r_in), notes=notes)
 
 
@@ -475,8 +477,12 @@ def _psoas(smooth: np.ndarray, allowed: np.ndarray, rr: np.ndarray, aa: np.ndarr
     """
     soft = allowed & (smooth > FAT_HU[1]) & (smooth <= BONE_HU)
     lateral = np.abs(rr)
-    window = ((lateral >= PSOAS_LATERAL_MM[0]) & (lateral <= PSOAS_LATERAL_MM[1])
-              & (aa >= PSOAS_A_MM[0]) & (aa <= PSOAS_A_MM[1]))
+    # An ellipse on each side (a rectangle would cut the psoas differently when the
+    # patient lies turned).
+    (l0, l1), (a0, a1) = PSOAS_LATERAL_MM, PSOAS_A_MM
+    window = ((((lateral - 0.5 * (l0 + l1)) / (0.5 * (l1 - l0))) ** 2
+               + ((aa - 0.5 * (a0 + a1)) / (0.5 * (a1 - a0))) ** 2 <= 1.0)
+              & (lateral >= l0))
     radius = (PSOAS_OPEN_MM / spacing[0], PSOAS_OPEN_MM / spacing[1])
     opened = np.zeros_like(soft)
     box = _bbox(window, int(np.ceil(max(radius))) + 1)
@@ -513,7 +519,11 @@ def spine_point(smooth: np.ndarray, body: np.ndarray, spacing: tuple[float, floa
     rr = (np.arange(body.shape[0]) - mid_r)[:, None] * spacing[0]
     aa = np.arange(body.shape[1])[None, :]
     region = bone & (np.abs(rr) < 50.0) & (aa > front + 0.35 * (back - front))
-    labels, n = ndimage.label(ndimage.binary_closing(region, structure=np.ones((3, 3), bool)))
+    # Close 1-pixel cracks only on fine grids: on coarse ones a closing joins a
+    # contrast-filled aorta to the vertebral body.
+    closed = (ndimage.binary_closing(region, structure=np.ones((3, 3), bool))
+              if max(spacing) <= 1.2 else region)
+    labels, n = ndimage.label(closed)
     if n:
         areas = ndimage.sum_labels(region, labels, index=np.arange(1, n + 1))
         piece = ndimage.binary_fill_holes(labels == int(np.argmax(areas)) + 1)

@@ -57,6 +57,8 @@ class CompositionResult:
     cutoff_rules: dict[str, str] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
     aorta_hu: Optional[float] = None
+    #: the vertebral body point (RAS mm) that placed psoas and paraspinal compartments
+    body_point_ras: Optional[list[float]] = None
     seconds: float = 0.0
     masks: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     #: the tissue masks of every slab slice (``slab_geometry.images`` order)
@@ -117,18 +119,22 @@ def measure_composition(volume: Volume, s_mm: float, *,
     point_px = None
     if body_point_ras is not None:
         point_px = tuple(slab.ras_to_pixel(np.asarray(body_point_ras, float)))
-    centre_comp: Optional[Compartments] = None
-    centre_masks: dict[str, np.ndarray] = {}
     all_masks: list[dict[str, np.ndarray]] = []
+    # The centre slice first: without a given body point, the one it finds serves the slab.
+    centre_comp = find_compartments(slab.image, slab.spacing_ra, point_px)
+    centre_masks = tissue_masks(slab.image, centre_comp, chosen)
+    point_px = point_px or centre_comp.body_point_px
     for n, image in enumerate(slab.images):
-        comp = find_compartments(image, slab.spacing_ra, point_px)
-        masks = tissue_masks(image, comp, chosen)
-        all_masks.append(masks)
         if n == slab.centre:
-            centre_comp, centre_masks = comp, masks
-    assert centre_comp is not None
+            all_masks.append(centre_masks)
+            continue
+        comp = find_compartments(image, slab.spacing_ra, point_px)
+        all_masks.append(tissue_masks(image, comp, chosen))
     result = summarise(slab, chosen, all_masks, patient)
     result.compartments = centre_comp
+    if centre_comp.body_point_px is not None:
+        result.body_point_ras = [float(v) for v in slab.pixel_to_ras(
+            np.asarray(centre_comp.body_point_px))]
     flags, aorta = scan_flags(slab, centre_comp, centre_masks, point_px, dicom_tags)
     result.aorta_hu = aorta
     result.flags = flags + result.flags
