@@ -220,3 +220,35 @@ def test_cli_composition_columns_picture_and_masks(tmp_path):
     for value, tissue in enumerate(("muscle", "imat", "vat", "sat"), 1):
         area = np.count_nonzero(masks.array == value) * pixel_cm2
         assert area == pytest.approx(float(row[f"{tissue}_area_cm2"]), abs=0.01)
+
+
+def test_cohort_row_survives_a_failed_measurement(typical):
+    """A scan where nothing can be measured keeps its row; comp_error says why."""
+    import argparse
+
+    from L3LocatorLib.composition.cohort import add_composition_arguments, with_composition
+    from L3LocatorLib.result import L3Result
+
+    parser = argparse.ArgumentParser()
+    add_composition_arguments(parser)
+    parser.add_argument("--qa-dir", default=None)
+    args = parser.parse_args(["--composition"])
+    volume, _, _ = typical
+    step = with_composition(lambda scan, vol: L3Result(status="not_found"), args)
+    result = step(None, volume)
+    assert result.status == "not_found"
+    assert "--slice" in result.extra_columns["comp_error"]
+    assert result.extra_columns["muscle_area_cm2"] is None
+
+
+def test_height_sex_weight_from_dicom_and_user():
+    from L3LocatorLib.composition.cohort import patient_from
+
+    tags = {"PatientSize": "1.64", "PatientWeight": "58", "PatientSex": "F"}
+    patient = patient_from(tags)
+    assert (patient.height_m, patient.height_source, patient.sex) == (1.64, "DICOM PatientSize",
+                                                                      "F")
+    assert patient.bmi == pytest.approx(58 / 1.64 ** 2)
+    assert patient_from(tags, height_m=1.7).height_source == "user"
+    assert patient_from({"PatientSize": "164"}).height_m is None  # not metres: not guessed
+    assert patient_from({}).height_m is None and patient_from({}).sex is None

@@ -54,8 +54,7 @@ def aorta_hu(image: np.ndarray, bone: np.ndarray, point_px: np.ndarray,
     return float(np.max(mean[valid] / share[valid]))
 
 
-def scan_flags(slab: AxialSlab, comp: Compartments, masks: dict[str, np.ndarray],
-               point_px: Optional[tuple[float, float]],
+def scan_flags(slab: AxialSlab, comp: Compartments, point_px: Optional[tuple[float, float]],
                dicom_tags: Optional[dict[str, str]]) -> tuple[list[str], Optional[float]]:
     """Plain-words flags of the measured slice, and the aorta's HU."""
     flags: list[str] = []

@@ -135,7 +135,7 @@ def measure_composition(volume: Volume, s_mm: float, *,
     if centre_comp.body_point_px is not None:
         result.body_point_ras = [float(v) for v in slab.pixel_to_ras(
             np.asarray(centre_comp.body_point_px))]
-    flags, aorta = scan_flags(slab, centre_comp, centre_masks, point_px, dicom_tags)
+    flags, aorta = scan_flags(slab, centre_comp, point_px, dicom_tags)
     result.aorta_hu = aorta
     result.flags = flags + result.flags
     result.seconds = time.perf_counter() - start
