@@ -252,3 +252,17 @@ def test_height_sex_weight_from_dicom_and_user():
     assert patient_from(tags, height_m=1.7).height_source == "user"
     assert patient_from({"PatientSize": "164"}).height_m is None  # not metres: not guessed
     assert patient_from({}).height_m is None and patient_from({}).sex is None
+
+
+def test_contrast_flag_from_the_aortas_hu(typical):
+    """A contrast-filled aorta (above the bone threshold itself) is found in front of the
+    vertebra and flags the scan; a plain scan is not flagged."""
+    volume, truth, _ = make_tissue_phantom(4245, variant="contrast", contrast="arterial",
+                                           **QUICK)
+    result = measure_composition(volume, truth.l3_landmark_ras[2],
+                                 body_point_ras=truth.l3_centre_ras, slab_half_mm=0)
+    assert result.aorta_hu > 150 and any("Contrast-enhanced" in f for f in result.flags)
+    volume, truth, _ = typical
+    plain = measure_composition(volume, truth.l3_landmark_ras[2],
+                                body_point_ras=truth.l3_centre_ras, slab_half_mm=0)
+    assert plain.aorta_hu < 150 and not any("Contrast" in f for f in plain.flags)

@@ -35,13 +35,19 @@ BRIDGED_LIMIT_DEG = 3.0
 
 def aorta_hu(image: np.ndarray, bone: np.ndarray, point_px: np.ndarray,
              spacing: tuple[float, float]) -> Optional[float]:
-    """The brightest 7 mm-disk mean (HU) in front of the vertebral body, bone excluded:
-    the aorta's lumen at L3 (None when the window is empty)."""
+    """The brightest 7 mm-disk mean (HU) in front of the vertebral body, the vertebra's
+    bone excluded: the aorta's lumen at L3 (None when the window is empty).
+
+    Only the bone piece holding the body point is excluded: a contrast-filled aorta is
+    above the bone threshold too, and must stay."""
     sp_r, sp_a = spacing
+    labels, _ = ndimage.label(bone)
+    r, a = (int(np.clip(round(v), 0, n - 1)) for v, n in zip(point_px, bone.shape))
+    vertebra = labels == labels[r, a] if labels[r, a] else np.zeros_like(bone)
     rr = (np.arange(image.shape[0]) - point_px[0])[:, None] * sp_r
     aa = (point_px[1] - np.arange(image.shape[1]))[None, :] * sp_a  # + anterior
     window = ((aa >= AORTA_A_MM[0]) & (aa <= AORTA_A_MM[1]) & (rr >= AORTA_R_MM[0])
-              & (rr <= AORTA_R_MM[1]) & ~bone)
+              & (rr <= AORTA_R_MM[1]) & ~vertebra)
     if not window.any():
         return None
     size = (max(1, int(round(7.0 / sp_r))), max(1, int(round(7.0 / sp_a))))
