@@ -266,3 +266,18 @@ def test_contrast_flag_from_the_aortas_hu(typical):
     plain = measure_composition(volume, truth.l3_landmark_ras[2],
                                 body_point_ras=truth.l3_centre_ras, slab_half_mm=0)
     assert plain.aorta_hu < 150 and not any("Contrast" in f for f in plain.flags)
+
+
+@pytest.mark.parametrize(("thickness", "expected"), [(2.5, [-5.0, -2.5, 0.0, 2.5, 5.0]),
+                                                      (1.0, [-4.0, -2.0, 0.0, 2.0, 4.0]),
+                                                      (0.625, [-5.0, -2.5, 0.0, 2.5, 5.0])])
+def test_slab_slices_at_least_2mm_apart(thickness, expected):
+    """Thin-slice scans are sampled every n-th slice within +/- 5 mm, centre included."""
+    from L3LocatorLib.composition.measure import SLAB_MIN_STEP_MM
+
+    n = 41
+    volume = Volume.from_geometry(np.zeros((n, 8, 8), np.int16), (1.0, 1.0, thickness))
+    centre_s = float(volume.ijk_to_ras_points([0, 0, n // 2])[2])
+    slab = axial_slab(volume, centre_s, 5.0, min_step_mm=SLAB_MIN_STEP_MM)
+    assert sorted(np.round(slab.s_mm - centre_s, 3).tolist()) == expected
+    assert slab.s_mm[slab.centre] == pytest.approx(centre_s)

@@ -62,8 +62,10 @@ class AxialSlab:
 
 
 def axial_slab(volume: Volume, s_mm: float, half_mm: float = 0.0,
-               grid: Optional[PatientGrid] = None) -> AxialSlab:
-    """The axial image nearest to RAS S ``s_mm`` and every image within ``+/- half_mm``.
+               grid: Optional[PatientGrid] = None, min_step_mm: float = 0.0) -> AxialSlab:
+    """The axial image nearest to RAS S ``s_mm`` and the images within ``+/- half_mm``:
+    every one, or on thin-slice scans every n-th so that they lie at least
+    ``min_step_mm`` apart (always including the centre).
 
     ``grid`` (``to_patient_grid(volume)``) may be passed when the caller already has it.
     Raises ``ValueError`` when ``s_mm`` lies outside the scan.
@@ -75,12 +77,15 @@ def axial_slab(volume: Volume, s_mm: float, half_mm: float = 0.0,
     if not -0.5 <= position <= n_s - 0.5:
         raise ValueError(f"S = {s_mm:.1f} mm lies outside the scan.")
     reach = int(np.floor(half_mm / grid.spacing[0] + 1e-6))
-    low, high = max(0, index - reach), min(n_s, index + reach + 1)
-    images = np.asarray(grid.array[low:high], dtype=np.float32)
-    indices = np.arange(low, high)
+    stride = max(1, int(np.ceil(min_step_mm / grid.spacing[0] - 1e-6)))
+    offsets = np.arange(-(reach // stride) * stride, reach + 1, stride)
+    indices = index + offsets
+    indices = indices[(indices >= 0) & (indices < n_s)]
+    images = np.asarray(grid.array[indices], dtype=np.float32)
     s_values = grid.corner_ras[2] - indices * grid.spacing[0]
-    return AxialSlab(images, s_values, index - low, (float(grid.spacing[1]),
-                     float(grid.spacing[2])), np.asarray(grid.corner_ras, float), indices)
+    return AxialSlab(images, s_values, int(np.flatnonzero(indices == index)[0]),
+                     (float(grid.spacing[1]), float(grid.spacing[2])),
+                     np.asarray(grid.corner_ras, float), indices)
 
 
 def s_of_slice_index(volume: Volume, slice_index: int) -> float:

@@ -22,6 +22,10 @@ from .cutoffs import Patient, cutoff_flags, smi
 from .flags import scan_flags, slab_spread_flags
 from .presets import TISSUES, Preset, get_preset
 
+#: Slab slices are taken at least this far apart (mm): thin-slice scans are sampled every
+#: n-th slice (speed; the slab's means and spread are estimated from those slices).
+SLAB_MIN_STEP_MM = 2.0
+
 
 @dataclass
 class TissueStats:
@@ -115,7 +119,7 @@ def measure_composition(volume: Volume, s_mm: float, *,
     start = time.perf_counter()
     chosen = get_preset(preset)
     half = chosen.slab_half_mm if slab_half_mm is None else float(slab_half_mm)
-    slab = axial_slab(volume, s_mm, half)
+    slab = axial_slab(volume, s_mm, half, min_step_mm=SLAB_MIN_STEP_MM)
     point_px = None
     if body_point_ras is not None:
         point_px = tuple(slab.ras_to_pixel(np.asarray(body_point_ras, float)))

@@ -17,7 +17,7 @@ import numpy as np
 from ..volume import Volume
 from .axial import AxialSlab, axial_slab
 from .cutoffs import Patient
-from .measure import CompositionResult, summarise
+from .measure import SLAB_MIN_STEP_MM, CompositionResult, summarise
 from .presets import TISSUE_COLOURS, TISSUE_NAMES, TISSUES, get_preset
 
 #: Segment tag holding the tissue key (``TISSUES``) and the HU range, for Recompute and
@@ -89,7 +89,7 @@ def recompute(volume: Volume, s_mm: float, slab_half_mm: float, arrays: dict[str
               ) -> CompositionResult:
     """The numbers of (edited) tissue masks: areas, HU, slab, SMI, cut-offs. The masks are
     used as they are: nothing is thresholded or recomputed behind the user's back."""
-    slab = axial_slab(volume, s_mm, slab_half_mm)
+    slab = axial_slab(volume, s_mm, slab_half_mm, min_step_mm=SLAB_MIN_STEP_MM)
     return summarise(slab, get_preset(preset_name), masks_from_volume(volume, slab, arrays),
                      patient)
 
