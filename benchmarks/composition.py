@@ -159,6 +159,24 @@ def real_case(path: Path, s_range: tuple[float, float], centroid: Optional[list[
     return row
 
 
+def speed_case(repeats: int = 3) -> dict[str, Any]:
+    """Median time of the whole measurement (slice and +/-5 mm slab) on 512 x 512 slices,
+    1 mm and 2.5 mm apart, in memory."""
+    out = {}
+    for thickness in (1.0, 2.5):
+        volume, truth, _ = make_tissue_phantom(FIRST_SEED + 999, spacing=(0.8, 0.8, thickness),
+                                               fov_mm=409.6, z_range_mm=(-15.0, 15.0))
+        times = []
+        for _ in range(repeats):
+            result = measure_composition(volume, float(truth.l3_landmark_ras[2]),
+                                         body_point_ras=truth.l3_centre_ras)
+            times.append(result.seconds)
+        out[f"{thickness} mm slices"] = {"matrix": list(volume.array.shape[1:]),
+                                         "slab_slices": len(result.slab_s_mm),
+                                         "seconds_median": statistics.median(times)}
+    return out
+
+
 def summarise_phantoms(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for t in TISSUES:
@@ -199,6 +217,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                   f"oracle {s['oracle_dice_median']:.3f}); |area error| median "
                   f"{100 * s['abs_area_error_median']:.1f} % (max "
                   f"{100 * s['abs_area_error_max']:.1f} %)")
+    report["speed"] = speed_case()
+    print("speed:", json.dumps(report["speed"]))
     if not args.skip_real:
         truth_file = args.data / "truth.json"
         if not truth_file.exists():
