@@ -281,3 +281,18 @@ def test_slab_slices_at_least_2mm_apart(thickness, expected):
     slab = axial_slab(volume, centre_s, 5.0, min_step_mm=SLAB_MIN_STEP_MM)
     assert sorted(np.round(slab.s_mm - centre_s, 3).tolist()) == expected
     assert slab.s_mm[slab.centre] == pytest.approx(centre_s)
+
+
+def test_measure_at_l3_uses_the_located_point(typical):
+    from L3LocatorLib.composition import measure_at_l3
+    from L3LocatorLib.result import L3Result
+
+    volume, truth, _ = typical
+    point = [float(v) for v in truth.l3_centre_ras]
+    found = L3Result(status="ok", l3_ras_mm=point)
+    result = measure_at_l3(volume, found, slab_half_mm=0)
+    direct = measure_composition(volume, point[2], body_point_ras=point, slab_half_mm=0)
+    assert result.body_point_ras == pytest.approx(direct.body_point_ras)
+    assert result.slice["muscle"].area_cm2 == direct.slice["muscle"].area_cm2
+    with pytest.raises(ValueError, match="--slice"):
+        measure_at_l3(volume, L3Result(status="not_found"))
