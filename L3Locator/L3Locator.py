@@ -350,6 +350,7 @@ class L3LocatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.compositionHeight.minimum = 0.0
         self.compositionHeight.maximum = 2.6
         self.compositionHeight.singleStep = 0.01
+        self.compositionHeight.value = 0.0
         self.compositionHeight.toolTip = "Height in metres for SMI (0: unknown)"
         form.addRow("Height (m):", self.compositionHeight)
         self.compositionMeasureButton = qt.QPushButton("Measure body composition")

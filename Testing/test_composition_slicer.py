@@ -126,3 +126,46 @@ def _ijkToRas(slicer, node):
     matrix = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(matrix)
     return matrix
+
+
+def test_panel_measure_after_locate_then_recompute(slicer, phantom, monkeypatch):
+    """The panel's Body composition step: after Locate (a fake answering with the phantom's
+    L3), Measure makes the segmentation and table; Recompute keeps the segments as they
+    are (no re-thresholding) and refills the table."""
+    import qt
+
+    import L3LocatorLib.locate
+    from L3LocatorLib.result import L3Result
+
+    module = importlib.import_module("L3Locator")
+    slicer.registerModule("L3Locator", module.__file__)
+    volume, truth, _ = phantom
+    point = [float(v) for v in truth.l3_centre_ras]
+    k = int(np.round(volume.ras_to_ijk_points(truth.l3_centre_ras)[2]))
+    found = L3Result(status="ok", message="L3 found.", slice_index=k, slice_axis=2,
+                     l3_ijk=[0, 0, k], l3_ras_mm=point, s_mm=point[2], confidence=0.9)
+    monkeypatch.setattr(L3LocatorLib.locate, "locate", lambda *a, **kw: found)
+    monkeypatch.setattr(module.L3LocatorLogic, "ensureDependencies", lambda *a, **kw: True)
+    parent = slicer.qMRMLWidget()
+    parent.setLayout(qt.QVBoxLayout())
+    parent.setMRMLScene(slicer.mrmlScene)
+    widget = module.L3LocatorWidget(parent)
+    widget.setup()
+    try:
+        node = slicer.util.addVolumeFromArray(np.array(volume.array), volume.ijk_to_ras, "ct")
+        widget.ui.inputSelector.setCurrentNode(node)
+        widget.ui.locateButton.click()
+        widget.compositionHeight.value = 1.7
+        widget.compositionMeasureButton.click()
+        assert qt.slotExceptions == []
+        _, segmentation, table = widget._composition
+        first = _table(table)
+        assert "Muscle" in widget.compositionStatus.text
+        widget.compositionRecomputeButton.click()
+        assert qt.slotExceptions == []
+        again = _table(table)
+        for name in ("Skeletal muscle", "Visceral fat (VAT)", "Subcutaneous fat (SAT)"):
+            assert again[name]["Area (cm2)"] == first[name]["Area (cm2)"]
+        assert again["SMI (cm2/m2)"]["Area (cm2)"] == first["SMI (cm2/m2)"]["Area (cm2)"]
+    finally:
+        widget.cleanup()
