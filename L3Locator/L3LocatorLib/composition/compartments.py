@@ -418,8 +418,15 @@ def find_compartments(image: np.ndarray, spacing: tuple[float, float],
     block = _envelope(block & (smooth > FAT_HU[1]), (sp_r, sp_a)) & block
     psoas = _psoas(smooth, inside_wall & ~bone, rr, aa, (sp_r, sp_a))
     muscle = (annulus | block | psoas) & ~bone
-    visceral = inside_wall & ~muscle & ~bone
-    subcut = bod & ~inside_wall
+    # Fat on the muscle compartment's rim lies across a boundary drawn to a pixel or so:
+    # it belongs to the fat next to it (SAT outside the wall's middle, VAT inside), not to
+    # IMAT, which is fat enclosed by muscle.
+    core = ndimage.binary_erosion(muscle)
+    rim_fat = muscle & ~core & (smooth <= FAT_HU[1])
+    muscle &= ~rim_fat
+    outer_half = rim_fat & (rho > 0.5 * (wall_out + wall_in))
+    visceral = inside_wall & ~muscle & ~bone & ~outer_half
+    subcut = (bod & ~inside_wall) | outer_half
 
     def full(mask: np.ndarray) -> np.ndarray:
         out = np.zeros(image.shape, bool)
