@@ -353,6 +353,14 @@ class L3LocatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.compositionHeight.value = 0.0
         self.compositionHeight.toolTip = "Height in metres for SMI (0: unknown)"
         form.addRow("Height (m):", self.compositionHeight)
+        self.compositionSlice = qt.QSpinBox()
+        self.compositionSlice.minimum = -1
+        self.compositionSlice.maximum = 100000
+        self.compositionSlice.value = -1
+        self.compositionSlice.specialValueText = "located L3"
+        self.compositionSlice.toolTip = ("Slice to measure (index along the scan's slice axis); "
+                                         "'located L3' measures on the slice Locate found")
+        form.addRow("Slice:", self.compositionSlice)
         self.compositionMeasureButton = qt.QPushButton("Measure body composition")
         self.compositionRecomputeButton = qt.QPushButton("Recompute from segments")
         self.compositionStatus = qt.QLabel("")
@@ -368,10 +376,12 @@ class L3LocatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         volumeNode = self._lastVolumeNode
         with slicer.util.tryWithErrorDisplay("Body composition could not be measured."):
             if volumeNode is None:
-                raise InputError("Locate L3 first (or select the slice), then measure.")
+                raise InputError("Locate L3 first, then measure (on the located L3 or on "
+                                 "the slice you set).")
             height = self.compositionHeight.value or None
+            sliceIndex = self.compositionSlice.value if self.compositionSlice.value >= 0 else None
             segmentation, table, result = self.compositionLogic.measure(
-                volumeNode, self._lastResult, heightM=height)
+                volumeNode, self._lastResult, sliceIndex=sliceIndex, heightM=height)
             self._composition = (volumeNode, segmentation, table)
             self.compositionStatus.text = (
                 f"Muscle {result.slice['muscle'].area_cm2:.1f} cm2; correct the segments in "

@@ -167,5 +167,12 @@ def test_panel_measure_after_locate_then_recompute(slicer, phantom, monkeypatch)
         for name in ("Skeletal muscle", "Visceral fat (VAT)", "Subcutaneous fat (SAT)"):
             assert again[name]["Area (cm2)"] == first[name]["Area (cm2)"]
         assert again["SMI (cm2/m2)"]["Area (cm2)"] == first["SMI (cm2/m2)"]["Area (cm2)"]
+        # a slice the user chose instead of the located one
+        widget.compositionSlice.value = k + 2
+        widget.compositionMeasureButton.click()
+        assert qt.slotExceptions == []
+        moved = _table(widget._composition[2])
+        s_moved = float(volume.ijk_to_ras_points([0, 0, k + 2])[2])
+        assert moved["Preset"]["Note"] == f"S = {s_moved:.1f} mm"
     finally:
         widget.cleanup()
