@@ -811,20 +811,14 @@ class L3LocatorCompositionLogic(ScriptedLoadableModuleLogic):
         make the Segmentation node (one segment per tissue, on the CT's grid) and fill the
         Table node. Returns ``(segmentationNode, tableNode, CompositionResult)``."""
         from L3LocatorLib.composition import measure_composition
-        from L3LocatorLib.composition.axial import s_of_slice_index
         from L3LocatorLib.composition.cutoffs import Patient, checked_height
+        from L3LocatorLib.composition.measure import where_to_measure
 
         volume = L3LocatorLogic.volumeFromNode(volumeNode)
-        point = None
-        if l3Result is not None and l3Result.found and l3Result.l3_ras_mm is not None:
-            point = np.asarray(l3Result.l3_ras_mm, float)
-        if sliceIndex is not None:
-            sMm = s_of_slice_index(volume, int(sliceIndex))
-        elif point is not None:
-            sMm = float(point[2])
-        else:
-            raise InputError("L3 was not found in this volume: choose the slice to measure "
-                             "(slice index) and measure again.")
+        try:
+            sMm, point = where_to_measure(volume, l3Result, sliceIndex)
+        except ValueError as error:
+            raise InputError(str(error)) from None
         patient = Patient(checked_height(heightM), "user" if heightM else "", sex, weightKg)
         result = measure_composition(volume, sMm, body_point_ras=point, preset=preset,
                                      slab_half_mm=slabHalfMm, patient=patient)

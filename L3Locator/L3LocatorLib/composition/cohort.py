@@ -19,7 +19,7 @@ from ..result import STATUS_ERROR, L3Result
 from ..volume import Volume, write_volume
 from .columns import COLUMNS
 from .cutoffs import Patient, checked_height
-from .measure import CompositionResult, measure_composition
+from .measure import CompositionResult, measure_composition, where_to_measure
 from .presets import PRESETS, TISSUES
 
 log = logging.getLogger(__name__)
@@ -101,18 +101,7 @@ def measure_for_row(volume: Volume, l3: Any, args: argparse.Namespace,
                     tags: Optional[dict[str, str]] = None) -> CompositionResult:
     """The measurement a row reports: on ``--slice`` when given, else on the found L3
     (its vertebral body point places psoas and paraspinal compartments)."""
-    from .axial import s_of_slice_index
-
-    point = None
-    if getattr(l3, "found", False) and l3.l3_ras_mm is not None:
-        point = np.asarray(l3.l3_ras_mm, float)
-    if args.slice is not None:
-        s_mm = s_of_slice_index(volume, args.slice)
-    elif point is not None:
-        s_mm = float(point[2])
-    else:
-        raise ValueError("L3 was not found, so nothing was measured; give the slice with "
-                         "--slice to measure anyway.")
+    s_mm, point = where_to_measure(volume, l3, args.slice)
     tags = tags or {}
     return measure_composition(
         volume, s_mm, body_point_ras=point, preset=args.preset, slab_half_mm=args.slab_mm,

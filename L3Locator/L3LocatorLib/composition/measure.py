@@ -181,13 +181,26 @@ def summarise(slab: AxialSlab, preset: Preset, slab_masks: list[dict[str, np.nda
     return result
 
 
+def where_to_measure(volume: Volume, l3: Any = None, slice_index: Optional[int] = None
+                     ) -> tuple[float, Optional[np.ndarray]]:
+    """RAS S (mm) of the slice to measure and the L3 body point (RAS mm, None when L3 was
+    not found): ``slice_index`` (along the scan's slice axis) when given, else the found
+    L3's slice. Raises ``ValueError`` with advice when neither is there."""
+    point = None
+    if getattr(l3, "found", False) and l3.l3_ras_mm is not None:
+        point = np.asarray(l3.l3_ras_mm, float)
+    if slice_index is not None:
+        return s_of_slice_index(volume, int(slice_index)), point
+    if point is None:
+        raise ValueError("L3 was not found in this scan, so there is no L3 slice to measure. "
+                         "Give the slice yourself (--slice, or the slice field in Slicer).")
+    return float(point[2]), point
+
+
 def measure_at_l3(volume: Volume, l3: Any, **options: Any) -> CompositionResult:
     """Measure at a found ``L3Result`` (its S and vertebral body point)."""
-    if not getattr(l3, "found", False) or l3.l3_ras_mm is None:
-        raise ValueError("L3 was not found in this scan, so there is no L3 slice to measure. "
-                         "Give the slice yourself (--slice, or move to it in Slicer).")
-    ras = np.asarray(l3.l3_ras_mm, float)
-    return measure_composition(volume, float(ras[2]), body_point_ras=ras, **options)
+    s_mm, point = where_to_measure(volume, l3)
+    return measure_composition(volume, s_mm, body_point_ras=point, **options)
 
 
 def measure_at_slice(volume: Volume, slice_index: int, **options: Any) -> CompositionResult:
