@@ -241,6 +241,7 @@ class L3LocatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.clearResults()
         self.initializeParameterNode()
+        self.setupBodyComposition()
 
     def cleanup(self) -> None:
         self.removeObservers()
@@ -429,6 +430,68 @@ class L3LocatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Could not show the L3 slice.")):
             if self._lastResult is not None and self._lastResult.shown_voxel is not None:
                 self.logic.showL3Slice(self._lastVolumeNode, self._lastResult)
+
+
+    # ------------------------------------------------------------ body composition step
+
+    def setupBodyComposition(self) -> None:
+        """The "Body composition" section (after Locate): Measure makes the segments and
+        the table once; Recompute reads the segments as corrected in Segment Editor."""
+        import ctk
+
+        section = ctk.ctkCollapsibleButton()
+        section.text = "Body composition"
+        self.layout.addWidget(section)
+        form = qt.QFormLayout(section)
+        self.compositionHeight = qt.QDoubleSpinBox()
+        self.compositionHeight.minimum = 0.0
+        self.compositionHeight.maximum = 2.6
+        self.compositionHeight.singleStep = 0.01
+        self.compositionHeight.value = 0.0
+        self.compositionHeight.toolTip = "Height in metres for SMI (0: unknown)"
+        form.addRow("Height (m):", self.compositionHeight)
+        self.compositionSlice = qt.QSpinBox()
+        self.compositionSlice.minimum = -1
+        self.compositionSlice.maximum = 100000
+        self.compositionSlice.value = -1
+        self.compositionSlice.specialValueText = "located L3"
+        self.compositionSlice.toolTip = ("Slice to measure (index along the scan's slice axis); "
+                                         "'located L3' measures on the slice Locate found")
+        form.addRow("Slice:", self.compositionSlice)
+        self.compositionMeasureButton = qt.QPushButton("Measure body composition")
+        self.compositionRecomputeButton = qt.QPushButton("Recompute from segments")
+        self.compositionStatus = qt.QLabel("")
+        form.addRow(self.compositionMeasureButton)
+        form.addRow(self.compositionRecomputeButton)
+        form.addRow(self.compositionStatus)
+        self.compositionLogic = L3LocatorCompositionLogic()
+        self._composition = None  # (volume node, segmentation node, table node)
+        self.compositionMeasureButton.connect("clicked(bool)", self.onMeasureComposition)
+        self.compositionRecomputeButton.connect("clicked(bool)", self.onRecomputeComposition)
+
+    def onMeasureComposition(self) -> None:
+        volumeNode = self._lastVolumeNode
+        with slicer.util.tryWithErrorDisplay("Body composition could not be measured."):
+            if volumeNode is None:
+                raise InputError("Locate L3 first, then measure (on the located L3 or on "
+                                 "the slice you set).")
+            height = self.compositionHeight.value or None
+            sliceIndex = self.compositionSlice.value if self.compositionSlice.value >= 0 else None
+            segmentation, table, result = self.compositionLogic.measure(
+                volumeNode, self._lastResult, sliceIndex=sliceIndex, heightM=height)
+            self._composition = (volumeNode, segmentation, table)
+            self.compositionStatus.text = (
+                f"Muscle {result.slice['muscle'].area_cm2:.1f} cm2; correct the segments in "
+                "Segment Editor, then Recompute.")
+
+    def onRecomputeComposition(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Body composition could not be recomputed."):
+            if self._composition is None:
+                raise InputError("Measure body composition first.")
+            volumeNode, segmentation, table = self._composition
+            result = self.compositionLogic.recompute(volumeNode, segmentation, table)
+            self.compositionStatus.text = (
+                f"Recomputed: muscle {result.slice['muscle'].area_cm2:.1f} cm2.")
 
 
 #
@@ -1002,6 +1065,227 @@ def _versionSatisfies(installed: str, specifier: str) -> bool:
     except ImportError:  # without `packaging`, presence is enough
         return True
     return SpecifierSet(specifier).contains(installed, prereleases=True)
+
+
+
+#
+# Body composition (issue 26): a step after Locate. The array work is in
+# L3LocatorLib.composition (slicer_bridge); this section only moves arrays in and out of
+# MRML nodes. Nothing here recomputes masks on its own: "Measure" makes the segments
+# once, "Recompute" reads them as the user left them.
+#
+
+
+class L3LocatorCompositionLogic(ScriptedLoadableModuleLogic):
+    """Muscle, IMAT, VAT and SAT at L3 as a Segmentation the user corrects, and a Table::
+
+        logic = L3LocatorCompositionLogic()
+        segmentation, table, result = logic.measure(ctNode, l3Result, heightM=1.72)
+        # ... correct the segments in Segment Editor ...
+        result = logic.recompute(ctNode, segmentation, table)
+    """
+
+    #: node attributes remembering what a segmentation was measured on
+    ATTRIBUTE_S_MM = "L3Locator.composition.sMm"
+    ATTRIBUTE_SLAB_MM = "L3Locator.composition.slabHalfMm"
+    ATTRIBUTE_PRESET = "L3Locator.composition.preset"
+    ATTRIBUTE_HEIGHT = "L3Locator.composition.heightM"
+    ATTRIBUTE_SEX = "L3Locator.composition.sex"
+    ATTRIBUTE_WEIGHT = "L3Locator.composition.weightKg"
+
+    def measure(self, volumeNode, l3Result: Optional[L3Result] = None,
+                sliceIndex: Optional[int] = None, preset: str = "alberta",
+                slabHalfMm: float = 5.0, heightM: Optional[float] = None,
+                sex: Optional[str] = None, weightKg: Optional[float] = None,
+                segmentationNode=None, tableNode=None):
+        """Measure on the located L3 (or on ``sliceIndex`` along the scan's slice axis),
+        make the Segmentation node (one segment per tissue, on the CT's grid) and fill the
+        Table node. Returns ``(segmentationNode, tableNode, CompositionResult)``."""
+        from L3LocatorLib.composition import measure_composition
+        from L3LocatorLib.composition.cutoffs import Patient, checked_height
+        from L3LocatorLib.composition.measure import where_to_measure
+
+        volume = L3LocatorLogic.volumeFromNode(volumeNode)
+        try:
+            sMm, point = where_to_measure(volume, l3Result, sliceIndex)
+        except ValueError as error:
+            raise InputError(str(error)) from None
+        patient = Patient(checked_height(heightM), "user" if heightM else "", sex, weightKg)
+        result = measure_composition(volume, sMm, body_point_ras=point, preset=preset,
+                                     slab_half_mm=slabHalfMm, patient=patient)
+        segmentationNode = self.makeSegmentation(volumeNode, volume, result, segmentationNode)
+        for name, value in ((self.ATTRIBUTE_S_MM, sMm), (self.ATTRIBUTE_SLAB_MM, slabHalfMm),
+                            (self.ATTRIBUTE_PRESET, preset), (self.ATTRIBUTE_HEIGHT, heightM),
+                            (self.ATTRIBUTE_SEX, sex), (self.ATTRIBUTE_WEIGHT, weightKg)):
+            segmentationNode.SetAttribute(name, "" if value is None else str(value))
+        tableNode = self.fillTable(result, tableNode, volumeNode.GetName())
+        return segmentationNode, tableNode, result
+
+    def makeSegmentation(self, volumeNode, volume: Volume, result, segmentationNode=None):
+        """One segment per tissue (usual colours), each tagged with its HU range."""
+        from L3LocatorLib.composition.slicer_bridge import (
+            TAG_HU_RANGE,
+            TAG_TISSUE,
+            masks_to_volume,
+            segment_specs,
+        )
+
+        if segmentationNode is None:
+            segmentationNode = slicer.mrmlScene.AddNewNodeByClass(
+                "vtkMRMLSegmentationNode", f"{volumeNode.GetName()} body composition")
+        segmentationNode.CreateDefaultDisplayNodes()
+        segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
+        segmentationNode.SetAndObserveTransformNodeID(volumeNode.GetTransformNodeID())
+        segmentation = segmentationNode.GetSegmentation()
+        segmentation.RemoveAllSegments()
+        arrays = masks_to_volume(volume, result)
+        ijkToRas = vtk.vtkMatrix4x4()
+        volumeNode.GetIJKToRASMatrix(ijkToRas)
+        for spec in segment_specs(result.preset):
+            image = _orientedImage(arrays[spec["tissue"]], ijkToRas)
+            segmentId = segmentationNode.AddSegmentFromBinaryLabelmapRepresentation(
+                image, spec["name"], spec["colour"])
+            segment = segmentation.GetSegment(segmentId)
+            segment.SetTag(TAG_TISSUE, spec["tissue"])
+            low, high = spec["hu_range"]
+            segment.SetTag(TAG_HU_RANGE, f"{low:g} {high:g}")
+        return segmentationNode
+
+    def readSegments(self, segmentationNode, volumeNode) -> dict:
+        """The tissue segments as uint8 arrays ``[k, j, i]`` on the CT's grid."""
+        from L3LocatorLib.composition.slicer_bridge import TAG_TISSUE
+
+        shape = slicer.util.arrayFromVolume(volumeNode).shape
+        ijkToRas = vtk.vtkMatrix4x4()
+        volumeNode.GetIJKToRASMatrix(ijkToRas)
+        rasToIjk = vtk.vtkMatrix4x4()
+        vtk.vtkMatrix4x4.Invert(ijkToRas, rasToIjk)
+        segmentation = segmentationNode.GetSegmentation()
+        arrays = {}
+        for index in range(segmentation.GetNumberOfSegments()):
+            segmentId = segmentation.GetNthSegmentID(index)
+            tissue = _segmentTag(segmentation.GetSegment(segmentId), TAG_TISSUE)
+            if not tissue:
+                continue
+            image = slicer.vtkOrientedImageData()
+            segmentationNode.GetBinaryLabelmapRepresentation(segmentId, image)
+            arrays[tissue] = _arrayOnGrid(image, segmentId, shape, rasToIjk)
+        return arrays
+
+    def recompute(self, volumeNode, segmentationNode, tableNode=None):
+        """The table from the segments as they are now (after Segment Editor edits)."""
+        from L3LocatorLib.composition.cutoffs import Patient
+        from L3LocatorLib.composition.slicer_bridge import recompute
+
+        def attribute(name):
+            value = segmentationNode.GetAttribute(name)
+            return value if value else None
+
+        sMm = attribute(self.ATTRIBUTE_S_MM)
+        if sMm is None:
+            raise InputError("This segmentation was not made by Body composition: measure "
+                             "first, then correct the segments and recompute.")
+        height = attribute(self.ATTRIBUTE_HEIGHT)
+        weight = attribute(self.ATTRIBUTE_WEIGHT)
+        patient = Patient(float(height) if height else None, "user" if height else "",
+                          attribute(self.ATTRIBUTE_SEX), float(weight) if weight else None)
+        volume = L3LocatorLogic.volumeFromNode(volumeNode)
+        result = recompute(volume, float(sMm), float(attribute(self.ATTRIBUTE_SLAB_MM) or 0),
+                           self.readSegments(segmentationNode, volumeNode),
+                           attribute(self.ATTRIBUTE_PRESET), patient)
+        self.fillTable(result, tableNode, volumeNode.GetName())
+        return result
+
+    @staticmethod
+    def fillTable(result, tableNode=None, name: str = ""):
+        """Write ``slicer_bridge.table_rows`` into a Table node (all columns text)."""
+        from L3LocatorLib.composition.slicer_bridge import TABLE_COLUMNS, table_rows
+
+        if tableNode is None:
+            tableNode = slicer.mrmlScene.AddNewNodeByClass(
+                "vtkMRMLTableNode", f"{name} body composition".strip())
+        table = tableNode.GetTable()
+        table.Initialize()
+        rows = table_rows(result)
+        for column, title in enumerate(TABLE_COLUMNS):
+            values = vtk.vtkStringArray()
+            values.SetName(title)
+            for row in rows:
+                values.InsertNextValue(row[column])
+            table.AddColumn(values)
+        tableNode.Modified()
+        return tableNode
+
+    @staticmethod
+    def setMaskingRange(segmentEditorNode, segmentationNode, segmentId) -> tuple:
+        """Set the Segment Editor's intensity masking range to the segment's HU range
+        (editing muscle paints only -29..150 HU with the Alberta preset)."""
+        from L3LocatorLib.composition.slicer_bridge import TAG_HU_RANGE
+
+        text = _segmentTag(segmentationNode.GetSegmentation().GetSegment(segmentId),
+                           TAG_HU_RANGE)
+        low, high = (float(v) for v in text.split())
+        if hasattr(segmentEditorNode, "SetSourceVolumeIntensityMask"):  # Slicer 5.4+
+            segmentEditorNode.SetSourceVolumeIntensityMask(True)
+            segmentEditorNode.SetSourceVolumeIntensityMaskRange(low, high)
+        else:
+            segmentEditorNode.SetMasterVolumeIntensityMask(True)
+            segmentEditorNode.SetMasterVolumeIntensityMaskRange(low, high)
+        segmentEditorNode.SetSelectedSegmentID(segmentId)
+        return low, high
+
+
+def _segmentTag(segment, tag: str) -> str:
+    """A segment's tag value ("" when absent)."""
+    holder = vtk.reference("")
+    return str(holder) if segment is not None and segment.GetTag(tag, holder) else ""
+
+
+def _orientedImage(array, ijkToRas):
+    """A binary labelmap (uint8 ``[k, j, i]``) on the volume's grid as vtkOrientedImageData."""
+    from vtk.util import numpy_support
+
+    image = slicer.vtkOrientedImageData()
+    k, j, i = array.shape
+    image.SetDimensions(i, j, k)
+    image.SetImageToWorldMatrix(ijkToRas)
+    scalars = numpy_support.numpy_to_vtk(np.ascontiguousarray(array).ravel(), deep=True,
+                                         array_type=vtk.VTK_UNSIGNED_CHAR)
+    image.GetPointData().SetScalars(scalars)
+    return image
+
+
+def _arrayOnGrid(image, segmentId, shape, rasToIjk):
+    """A segment's labelmap (its own extent, the volume's lattice) as uint8 ``[k, j, i]`` of
+    the volume's shape; a labelmap on another lattice is refused."""
+    from vtk.util import numpy_support
+
+    out = np.zeros(shape, np.uint8)
+    extent = image.GetExtent()
+    if extent[1] < extent[0] or image.GetPointData().GetScalars() is None:
+        return out
+    imageToWorld = vtk.vtkMatrix4x4()
+    image.GetImageToWorldMatrix(imageToWorld)
+    toIjk = vtk.vtkMatrix4x4()
+    vtk.vtkMatrix4x4.Multiply4x4(rasToIjk, imageToWorld, toIjk)
+    matrix = slicer.util.arrayFromVTKMatrix(toIjk)
+    if not np.allclose(matrix[:3, :3], np.eye(3), atol=1e-3) or not np.allclose(
+            matrix[:3, 3], np.round(matrix[:3, 3]), atol=1e-3):
+        raise InputError(f"Segment {segmentId} is not on the CT's voxel grid; recompute "
+                         "needs the segments on the CT's grid (Segment Editor's source "
+                         "geometry = the CT).")
+    offset = np.round(matrix[:3, 3]).astype(int)
+    dims = [extent[1] - extent[0] + 1, extent[3] - extent[2] + 1, extent[5] - extent[4] + 1]
+    values = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())
+    values = values.reshape(dims[2], dims[1], dims[0])
+    low = offset + np.array([extent[0], extent[2], extent[4]])
+    kji_low = low[::-1]
+    kji_high = kji_low + np.array(values.shape)
+    src = tuple(slice(max(0, -lo), s - max(0, hi - n)) for lo, hi, n, s in
+                zip(kji_low, kji_high, shape, values.shape))
+    dst = tuple(slice(max(0, lo), min(n, hi)) for lo, hi, n in zip(kji_low, kji_high, shape))
+    out[dst] = values[src] != 0
+    return out
 
 
 #

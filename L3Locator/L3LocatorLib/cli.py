@@ -44,12 +44,14 @@ from .batch import (
     run_batch,
     usage_problem,
 )
+from .composition.cohort import add_composition_arguments, composition_fields, with_composition
 from .errors import L3LocatorError
 from .inputs import ScanInput
 from .locate import locate
 from .network import load_model
 from .qa import save_qa_png
 from .quiet import LOG_FORMAT, quiet_libraries
+from .report import ROW_FIELDS
 from .result import L3Result
 from .results import OutputError, ResultsFile
 from .volume import GB
@@ -71,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="NIfTI/NRRD/MHA file, DICOM folder (every series in it), or a folder "
                         "to search")
     add_batch_arguments(p)
+    add_composition_arguments(p)
     # Lazy: the cohort package ships with the command, not with the Slicer module.
     from .cohort.command import add_cohort_arguments
 
@@ -120,6 +123,10 @@ def run_locate(args: argparse.Namespace) -> int:
     """
     from .cohort.command import cohort_requested, run_cohort
 
+    if cohort_requested(args) and args.composition:
+        print("--composition does not yet work with --series, --cluster or --export-slices: "
+              "run it on the chosen series without those options.", file=sys.stderr)
+        return EXIT_USAGE
     if cohort_requested(args):
         code, line = run_cohort(args, on_row=_print_row)
         print(line, file=sys.stderr)
@@ -128,7 +135,8 @@ def run_locate(args: argparse.Namespace) -> int:
     results: Optional[ResultsFile] = None
     if args.output is not None:
         try:
-            results = ResultsFile(args.output, resume=args.resume)
+            results = ResultsFile(args.output, resume=args.resume,
+                                  fields=ROW_FIELDS + composition_fields(args))
         except L3LocatorError as error:
             print(str(error), file=sys.stderr)
             return EXIT_USAGE
@@ -139,7 +147,7 @@ def run_locate(args: argparse.Namespace) -> int:
             return EXIT_OK
         summary = run_batch(
             scans,
-            _locator(args),
+            with_composition(_locator(args), args),
             results=results,
             read_scan=read_scan_volume(args.max_gb * GB),
             workers=args.workers,

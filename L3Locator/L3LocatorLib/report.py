@@ -74,6 +74,7 @@ def result_row(
     row["review"] = " ".join(result.review) or None
     row["model"] = " ".join(filter(None, (result.model_name, result.model_version))) or None
     row["seconds"] = round(sum(result.timings_s.values()), 3) if result.timings_s else None
+    row.update(result.extra_columns)
     return row
 
 

@@ -93,6 +93,9 @@ class L3Result:
     resampled: Optional[str] = None
     model_name: str = ""
     model_version: str = ""
+    #: Columns a front end adds to this scan's results row (e.g. body composition,
+    #: ``composition.columns.COLUMNS``); not part of ``to_dict``.
+    extra_columns: dict[str, Any] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
     #: The second reader's count from the last rib and the sacrum (``second_reader``), or
     #: None when it did not run.

@@ -300,6 +300,15 @@ def make_phantom(seed: int = 0, preset: str = "abdomen", **options: Any) -> tupl
         ``(volume, truth)``: int16 HU volume ``[k, j, i]`` with its IJK->RAS matrix,
         and the :class:`Truth` in RAS mm.
     """
+    volume, truth, _ = _make_phantom(seed, preset, None, None, options)
+    return volume, truth
+
+
+def _make_phantom(seed: int, preset: str, tissue_spec: Any, tissue_rng: Any,
+                  options: dict[str, Any]) -> tuple[Volume, Truth, Any]:
+    """``make_phantom``, plus (when ``tissue_spec`` is given) the L3 slab's soft tissue
+    drawn with exact tissue labels from ``tissue_rng`` (``tissue.make_tissue_phantom``).
+    Without ``tissue_spec`` nothing differs from before (byte-identical outputs)."""
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     o = resolve_options(seed, rng, preset, **options)
@@ -390,6 +399,11 @@ def make_phantom(seed: int = 0, preset: str = "abdomen", **options: Any) -> tupl
     if o.table:
         draw_table(canvas, pose, anat, rng)
     canvas.flush()
+    tissue_truth = None
+    if tissue_spec is not None:
+        from .tissue import render_tissue_slab
+
+        labels, fine, box = render_tissue_slab(canvas, anat, pose, tissue_spec, tissue_rng)
     t_bone = time.perf_counter()
 
     # cancellous texture: skewed (trabecular plates), mean 0, s.d. ~90 HU
@@ -403,6 +417,8 @@ def make_phantom(seed: int = 0, preset: str = "abdomen", **options: Any) -> tupl
         j, i = np.divmod(rem, ni)
         return coarse[k // fk, j // fj, i // fi]
 
+    if tissue_spec is not None:
+        soft_lookup = _slab_lookup(soft_lookup, fine, box, canvas.array.shape)
     canvas.decode(soft_lookup, texture)
     if o.streaks and streak_at:
         _add_streaks(canvas, streak_at, rng)
@@ -413,7 +429,36 @@ def make_phantom(seed: int = 0, preset: str = "abdomen", **options: Any) -> tupl
 
     volume = Volume(canvas.array, matrix, name=f"phantom_{o.preset}_{seed}")
     truth = _truth(anat, pose, volume, o, seed)
-    return volume, truth
+    if tissue_spec is not None:
+        from .tissue import TissueTruth
+
+        full = np.zeros(canvas.array.shape, np.uint8)
+        full[box] = labels
+        s_mm = float(truth.extras["l3_landmark_ras_always"][2])
+        half = float(tissue_spec.slab_half_mm)
+        tissue_truth = TissueTruth(full, tissue_spec, (s_mm - half, s_mm + half))
+    return volume, truth, tissue_truth
+
+
+def _slab_lookup(coarse_lookup: Any, fine: np.ndarray, box: tuple, shape: tuple) -> Any:
+    """Soft tissue under a structure's rim: the slab's fine HU inside the slab, else the
+    coarse grid's."""
+    from .tissue import NOT_IN_SLAB
+
+    def lookup(flat_idx: np.ndarray) -> np.ndarray:
+        out = coarse_lookup(flat_idx).astype(np.int16)
+        k, j, i = np.unravel_index(flat_idx, shape)
+        inside = np.ones(flat_idx.shape, bool)
+        for index, sl in zip((k, j, i), box):
+            inside &= (index >= sl.start) & (index < sl.stop)
+        if inside.any():
+            value = fine[k[inside] - box[0].start, j[inside] - box[1].start,
+                         i[inside] - box[2].start]
+            keep = out[inside]
+            out[inside] = np.where(value == NOT_IN_SLAB, keep, value)
+        return out
+
+    return lookup
 
 
 def _upsample_into(fine: np.ndarray, coarse: np.ndarray, fac: np.ndarray) -> None:
