@@ -125,6 +125,7 @@ def test_near_miss_names_a_candidate_slice_but_stays_not_found(held_out, tmp_pat
     meta = json.loads(default_model_path().read_text())
     shutil.copy(default_model_path().with_name(meta["weights"]), tmp_path / meta["weights"])
     meta["threshold"] = min(0.999, found.confidence + 0.03)
+    meta["flag_threshold"] = None  # no low-confidence answers (test_presence covers those)
     strict = tmp_path / "strict.json"
     strict.write_text(json.dumps(meta))
     result = locate(volume, model=strict)

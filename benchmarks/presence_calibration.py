@@ -268,7 +268,7 @@ def write_flag_threshold(model_json: Path, value: float, folds: dict) -> None:
         "command": "python benchmarks/presence_calibration.py --write-model",
         "rule": "the most cautious of the leave-one-real-patient-out choices",
         "folds": {k: f["flag_threshold"] for k, f in folds.items()}}
-    Path(model_json).write_text(json.dumps(meta, indent=2) + "\n")
+    Path(model_json).write_text(json.dumps(meta, indent=1) + "\n")
     print(f"wrote flag_threshold {value:.2f} into {model_json}")
 
 
