@@ -5,37 +5,18 @@ package (real MRML segmentation, table and editor nodes from slicer-core)."""
 from __future__ import annotations
 
 import importlib
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("slicer_core", reason="slicer-core (Slicer's MRML on PyPI) is not installed")
 
+import test_slicer_module  # noqa: E402
+
 from L3LocatorLib.phantoms.tissue import make_tissue_phantom  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
-MODULE_DIR = REPO / "L3Locator"
-STANDIN = REPO / "Testing" / "slicer_standin"
-_STANDIN_MODULES = ("slicer", "qt", "ctk", "L3Locator", "locate_l3")
-
-
-@pytest.fixture()
-def slicer(monkeypatch):
-    monkeypatch.syspath_prepend(str(STANDIN))
-    monkeypatch.syspath_prepend(str(MODULE_DIR))
-    for name in list(sys.modules):
-        if name in _STANDIN_MODULES or name.startswith("slicer."):
-            monkeypatch.delitem(sys.modules, name)
-    module = importlib.import_module("slicer")
-    module.reset()
-    yield module
-    for name in list(sys.modules):
-        if name in _STANDIN_MODULES or name.startswith("slicer."):
-            sys.modules.pop(name, None)
-
-
+#: The stand-in slicer package, fresh for each test (the Slicer module's own fixture).
+slicer = test_slicer_module.slicer
 @pytest.fixture(scope="module")
 def phantom():
     return make_tissue_phantom(4244, variant="typical", z_range_mm=(-10.0, 10.0),

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+from variants import VARIANTS
 
 from L3LocatorLib.patient_grid import to_patient_grid
 from L3LocatorLib.phantoms import make_phantom
@@ -36,16 +37,6 @@ from L3LocatorLib.second_reader import SecondReading, read_spine
 from L3LocatorLib.volume import Volume, read_volume
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-NORMAL = dict(n_lumbar=5, n_rib_pairs=12, lstv="none")
-VARIANTS = {
-    "normal": NORMAL,
-    "4 lumbar": {**NORMAL, "n_lumbar": 4},
-    "6 lumbar": {**NORMAL, "n_lumbar": 6},
-    "11 rib pairs": {**NORMAL, "n_rib_pairs": 11},
-    "13 rib pairs": {**NORMAL, "n_rib_pairs": 13},
-    "sacralised L5": {**NORMAL, "lstv": "sacralised_L5"},
-    "lumbarised S1": {**NORMAL, "lstv": "lumbarised_S1"},
-}
 REAL_CTS = ("real_skeleton_ct328.nrrd", "real_chest_ct_lidc0001.nii.gz",
             "real_spine_ct_verse012.nii.gz", "real_ct_acrin_flt001.nii.gz")
 #: label map -> its class map file (names every structure, ribs and pelvis included)
