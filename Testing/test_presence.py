@@ -158,6 +158,7 @@ def test_an_unsure_answer_near_a_scan_edge_stands_only_with_the_second_readers_c
     other = locate(cut, model=model)
     assert other.status == "not_found"
     assert "disagrees" in other.second_reading.verdict
+    assert "counting down from the last rib gives L3 at" in other.second_reading.verdict
 
 
 def test_a_level_confirmed_from_the_anchor_beyond_an_edge_is_not_flagged_for_it():

@@ -231,9 +231,9 @@ def against_network(reading: SecondReading, s_mm: Optional[float],
                  f"the network does ({where}).")
     elif agree:
         words = (f"The second reader agrees counting {' and '.join(agree)}, not counting "
-                 "from the other anchor.")
+                 f"from the other anchor: {' '.join(reasons)}")
     else:
-        words = "The second reader's count disagrees with the network."
+        words = f"The second reader's count disagrees with the network: {' '.join(reasons)}"
     return words, reasons
 
 
