@@ -180,3 +180,22 @@ def test_a_level_confirmed_from_the_anchor_beyond_an_edge_is_not_flagged_for_it(
     assert reasons({"ribs"}) == []
     assert any("The scan ends" in r for r in reasons({"sacrum"}))
     assert not any("not sure" in r for r in reasons({"sacrum"}))
+
+
+def test_views_disagreeing_on_the_count_need_no_check_when_the_sacrum_count_agrees():
+    """The frontal view alone 20 rows (40 mm) lower than the combined answer asks for a
+    count; the second reader's count up from the sacrum landing on the combined answer is
+    one; its count down from the ribs alone (less reliable) is not taken as one."""
+    from L3LocatorLib.review import review_reasons
+
+    prediction = _prediction((100, 0.9), (120, 0.9), (100, 0.9), threshold=0.6)
+    fused = prediction.decoded["fused"]
+    view_rows = prediction.single_view_peaks("fused")
+
+    def reasons(confirmed):
+        return review_reasons(fused, 0.6, N_ROWS, PIXEL_MM, view_rows=view_rows,
+                              confirmed=confirmed)
+
+    assert any("views disagree" in r for r in reasons(()))
+    assert any("views disagree" in r for r in reasons({"ribs"}))
+    assert reasons({"sacrum"}) == [] and reasons({"ribs", "sacrum"}) == []
