@@ -140,9 +140,9 @@ def _row_source(tasks: list[ScanTask], options: TaskOptions, session: Any,
     def rows(todo: list[ScanInput]) -> Iterator[Row]:
         # --composition: every row has its columns, empty where nothing was measured
         # (skipped and unreadable series too), on stdout as in the results file.
-        empty = dict.fromkeys(COLUMNS if options.composition is not None else ())
+        empty = COLUMNS if options.composition is not None else ()
         for row in made([by_key[scan.key] for scan in todo]):
-            yield {**empty, **row}
+            yield {**row, **{name: None for name in empty if name not in row}}
 
     return rows
 
