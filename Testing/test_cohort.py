@@ -662,3 +662,108 @@ def test_24_14_no_ccache_warning_or_info_lines_from_the_command_or_a_worker(look
     worker = subprocess.run([sys.executable, "-c", WORKER, scan], capture_output=True,
                             encoding="utf-8", errors="replace", timeout=300)
     assert worker.stdout.strip() == '"ok"' and _quiet(worker.stderr), worker.stderr
+
+
+# ---------------------------------------------------------------- body composition (issue 26)
+
+
+def _write_series(volume: Volume, folder: Path, study: dict, number: int,
+                  description: str) -> None:
+    """Every k slice of ``volume`` as one axial DICOM series (the project's writer) whose
+    headers also hold the patient's height, weight and sex."""
+    from L3LocatorLib.cohort.dicom_write import ct_image, new_uid, save_dataset
+
+    folder.mkdir(parents=True)
+    uid, lps = new_uid(), LPS_TO_RAS @ volume.ijk_to_ras
+    spacing = volume.spacing
+    orientation = [*(lps[:3, 0] / spacing[0]), *(lps[:3, 1] / spacing[1])]
+    for k in range(volume.array.shape[0]):
+        ds = ct_image(volume.array[k], lps[:3, :3] @ [0.0, 0.0, k] + lps[:3, 3], orientation,
+                      (spacing[1], spacing[0]), spacing[2], series_uid=uid,
+                      series_number=number, instance_number=k + 1,
+                      series_description=description, kernel="B30f", patient_study=study)
+        ds.PatientSize, ds.PatientWeight = "1.64", "58"
+        save_dataset(ds, folder / ds.SOPInstanceUID)
+
+
+@pytest.fixture(scope="module")
+def composition_tree(tmp_path_factory):
+    """One study: a 24-slice abdomen with exact tissues around L3 (the chosen series) and a
+    5-slice series too short to show L3 (skipped)."""
+    from L3LocatorLib.phantoms.tissue import make_tissue_phantom
+
+    volume, truth, _ = make_tissue_phantom(
+        4244, variant="typical", z_range_mm=(-60.0, 60.0), spacing=(2.0, 2.0, 5.0),
+        fov_mm=500.0, fov_shift_mm=0.0, noise_hu=12.0)
+    root = tmp_path_factory.mktemp("comp") / "export"
+    study = {"PatientID": "COMP01", "PatientSex": "F", "StudyInstanceUID": "1.2.826.0.1.26",
+             "FrameOfReferenceUID": "1.2.826.0.1.26.1"}
+    _write_series(volume, root / "COMP01" / "pv", study, 2, "PV 5.0 B30f")
+    _write_series(volume.crop_slices(0, 5), root / "COMP01" / "short", study, 3, "Limited")
+    k = int(np.round(volume.ras_to_ijk_points(truth.l3_landmark_ras)[2]))
+    return root, k
+
+
+def test_26_composition_with_series_best_same_columns_as_plain_locate(composition_tree,
+                                                                      tmp_path, capsys):
+    """``locate --series best --composition``: every row has the composition columns (the
+    skipped series' empty), height from DICOM PatientSize, and the chosen series' values
+    are those of a plain ``locate --composition`` of that series."""
+    from L3LocatorLib.composition.columns import COLUMNS
+
+    root, k = composition_tree
+    options = ["--composition", "--slice", k, "--preset", "vat_wide", "--slab-mm", "5"]
+    cohort, plain = tmp_path / "cohort.csv", tmp_path / "plain.csv"
+    assert _locate(root, "--series", "all", "--output", cohort, *options) in (0, 1)
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    rows = {r["series_description"]: r for r in _csv_rows(cohort)}
+    assert set(rows) == {"PV 5.0 B30f", "Limited"}
+    assert all(set(COLUMNS) <= set(r) for r in printed) and len(printed) == 2
+    assert rows["Limited"]["status"] == STATUS_SKIPPED
+    assert all(rows["Limited"][c] in ("", None) for c in COLUMNS)
+    chosen = rows["PV 5.0 B30f"]
+    assert chosen["height_source"] == "DICOM PatientSize" and chosen["height_m"] == "1.64"
+    assert float(chosen["muscle_area_cm2"]) > 50 and chosen["comp_preset"] == "vat_wide"
+    assert chosen["smi_cm2_m2"] and not chosen["comp_error"]
+
+    assert _locate(root / "COMP01" / "pv", "--output", plain, *options) in (0, 1)
+    alone = _csv_rows(plain)[0]
+    assert {c: chosen[c] for c in COLUMNS} == {c: alone[c] for c in COLUMNS}
+
+    # a measurement that fails keeps the row; comp_error says why
+    failed = tmp_path / "failed.csv"
+    assert _locate(root, "--series", "best", "--output", failed, "--composition",
+                   "--slice", "999") in (0, 1)
+    (row,) = _csv_rows(failed)
+    assert row["status"] == STATUS_OK and "999" in row["comp_error"]
+    assert row["muscle_area_cm2"] == ""
+
+    # --series best at the located L3 (no --slice): the same as plain locate again
+    best, plain = tmp_path / "best.csv", tmp_path / "plain_l3.csv"
+    assert _locate(root, "--series", "best", "--output", best, "--composition") in (0, 1)
+    assert _locate(root / "COMP01" / "pv", "--output", plain, "--composition") in (0, 1)
+    (row,), (alone,) = _csv_rows(best), _csv_rows(plain)
+    assert row["status"] == alone["status"] and row["comp_preset"] == "alberta"
+    assert {c: row[c] for c in COLUMNS} == {c: alone[c] for c in COLUMNS}
+
+
+@needs_dask
+@pytest.mark.slow
+def test_26_composition_on_dask_gives_the_serial_rows(composition_tree, dask_session):
+    """The composition options travel to the workers: the same rows as in this process."""
+    import argparse
+
+    from L3LocatorLib.cohort.command import serial_rows
+    from L3LocatorLib.cohort.dask_runner import dask_rows
+    from L3LocatorLib.composition.cohort import add_composition_arguments, composition_options
+
+    parser = argparse.ArgumentParser()
+    add_composition_arguments(parser)
+    options = TaskOptions(device="cpu", composition=composition_options(
+        parser.parse_args(["--composition", "--sex", "M"])))
+    tasks = tasks_for_tree([composition_tree[0]])
+    serial = list(serial_rows(tasks, options))
+    on_dask = list(dask_rows(dask_session, tasks, run_task, options, error_row=error_row))
+    assert sorted(map(_comparable, serial)) == sorted(map(_comparable, on_dask))
+    measured = [r for r in serial if r.get("muscle_area_cm2") is not None]
+    assert len(measured) == 1 and measured[0]["height_source"] == "DICOM PatientSize"

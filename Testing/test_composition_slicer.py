@@ -157,3 +157,32 @@ def test_panel_measure_after_locate_then_recompute(slicer, phantom, monkeypatch)
         assert moved["Preset"]["Note"] == f"S = {s_moved:.1f} mm"
     finally:
         widget.cleanup()
+
+
+def test_26_headless_script_composition_columns_are_the_commands(phantom, tmp_path):
+    """``locate_l3.py --composition --height-m`` under the stand-in Slicer writes the
+    composition columns with the values ``l3locator locate --composition`` gives the same
+    scan (the same code on the same volume), in the same column order."""
+    from L3LocatorLib.cli import main
+    from L3LocatorLib.composition.columns import COLUMNS
+    from L3LocatorLib.results import read_rows
+    from L3LocatorLib.volume import write_volume
+
+    volume, truth, _ = phantom
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    write_volume(volume, scans / "p.nii.gz")
+    k = int(np.round(volume.ras_to_ijk_points(truth.l3_landmark_ras)[2]))
+    options = ["--composition", "--height-m", "1.7", "--slice", str(k), "--sex", "F"]
+    in_slicer, command = tmp_path / "slicer.csv", tmp_path / "command.csv"
+    proc = test_slicer_module.run_headless("--input", scans, "--output", in_slicer,
+                                           "--device", "cpu", *options)
+    assert proc.returncode in (0, 1), proc.stderr
+    assert main(["locate", str(scans), "--output", str(command), "--device", "cpu",
+                 *options]) in (0, 1)
+    header = in_slicer.read_text().splitlines()[0].split(",")
+    assert tuple(header[-len(COLUMNS):]) == COLUMNS
+    (row,), (expected,) = read_rows(in_slicer), read_rows(command)
+    assert row["height_source"] == "user" and float(row["smi_cm2_m2"]) > 0
+    assert not row["comp_error"] and row["prado2008_low_smi"] in ("True", "False")
+    assert {c: row[c] for c in COLUMNS} == {c: expected[c] for c in COLUMNS}

@@ -123,10 +123,6 @@ def run_locate(args: argparse.Namespace) -> int:
     """
     from .cohort.command import cohort_requested, run_cohort
 
-    if cohort_requested(args) and args.composition:
-        print("--composition does not yet work with --series, --cluster or --export-slices: "
-              "run it on the chosen series without those options.", file=sys.stderr)
-        return EXIT_USAGE
     if cohort_requested(args):
         code, line = run_cohort(args, on_row=_print_row)
         print(line, file=sys.stderr)

@@ -3,7 +3,9 @@
     Slicer --no-main-window --python-script L3Locator/Scripts/locate_l3.py -- \\
         --input DIR_OR_FILES [...] --output results.csv [--qa-dir DIR] [--save-scene DIR] \\
         [--model JSON] [--device auto|cpu|gpu] [--views both|frontal|sagittal] [--resume] \\
-        [--max-gb GB] [--install-dependencies] [--verbose]
+        [--max-gb GB] [--install-dependencies] [--verbose] \\
+        [--composition [--height-m M] [--sex M|F] [--weight-kg KG] [--slice K] \\
+         [--preset NAME] [--slab-mm MM] [--masks-dir DIR]]
 
 The batch loop is ``L3LocatorLib.batch.run_batch``, the one ``l3locator locate`` uses: the
 same input discovery (DICOM series found by content), the same reader and checks (a DICOM
@@ -15,7 +17,10 @@ module's logic (``L3LocatorLogic.locate``); ``--save-scene DIR`` writes each vol
 L3 point (``<name>.nrrd`` + ``<name>_L3.mrk.json``; the point file is in LPS, Slicer's file
 convention, while ``l3_ras_mm`` in the results is RAS: the same point with its first two
 coordinates negated); ``--install-dependencies`` installs PaddlePaddle with Slicer's pip,
-without dialogs. A progress bar is drawn only where tqdm is installed (Slicer has none):
+without dialogs. ``--composition`` (and its options) measures muscle and fat on the L3
+slice with the command's own code (``composition.cohort.with_composition``) on the volume
+as read, so the rows carry the same columns and values as ``l3locator locate
+--composition``. A progress bar is drawn only where tqdm is installed (Slicer has none):
 each finished scan prints its own line.
 
 Slicer started with ``--python-script`` keeps running after the script unless the script
@@ -61,6 +66,7 @@ def _moduleDir() -> Path:
 
 def _parser() -> argparse.ArgumentParser:
     from L3LocatorLib.batch import add_batch_arguments
+    from L3LocatorLib.composition.cohort import add_composition_arguments
 
     parser = argparse.ArgumentParser(
         prog="locate_l3.py",
@@ -77,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--install-dependencies", action="store_true",
                         help="install missing Python packages (PaddlePaddle) without asking")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    add_composition_arguments(parser)  # --composition --height-m ..., as l3locator locate
     return parser
 
 
@@ -125,6 +132,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     configureLogging(args.verbose)
 
     from L3LocatorLib.batch import find_batch_scans, run_batch, usage_problem
+    from L3LocatorLib.composition.cohort import composition_fields, with_composition
+    from L3LocatorLib.report import ROW_FIELDS
     from L3LocatorLib.results import ResultsFile
 
     problem = usage_problem(args) or ("" if args.output is not None else
@@ -137,7 +146,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except L3LocatorError as error:
         raise BatchStopped(str(error), EXIT_USAGE) from None
     try:  # opened, checked writable and locked before any scan is read
-        results = ResultsFile(args.output, resume=args.resume)
+        results = ResultsFile(args.output, resume=args.resume,
+                              fields=ROW_FIELDS + composition_fields(args))
     except L3LocatorError as error:
         raise BatchStopped(str(error), EXIT_USAGE) from None
     with results:
@@ -146,8 +156,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"No scans to process: all {len(scans)} are done in {args.output}.",
                   file=sys.stderr)
             return EXIT_OK
-        summary = run_batch(scans, SceneLocator(logic, args), results=results,
-                            qa_dir=args.qa_dir, on_row=_printRow)
+        locator = SceneLocator(logic, args)
+        summary = run_batch(scans, locator.readAndLocate(with_composition(locator, args)),
+                            results=results, qa_dir=args.qa_dir, on_row=_printRow)
     print(summary.line(), file=sys.stderr)
     return summary.exit_code
 
@@ -176,11 +187,11 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
 
 
 class SceneLocator:
-    """The per-scan step of the batch inside Slicer: read the scan with the command's reader
-    (``inputs.read_input``: its checks and its geometry), add it to the scene, locate with
-    the module's logic, optionally save the volume and its point, and leave the scene as it
-    was found. The model is loaded once; when it cannot be, every row says why (as
-    ``l3locator`` does)."""
+    """The per-scan step of the batch inside Slicer: ``readAndLocate`` reads the scan with
+    the command's reader (``inputs.read_input``: its checks and its geometry); the locator
+    adds it to the scene, locates with the module's logic, optionally saves the volume and
+    its point, and leaves the scene as it was found. The model is loaded once; when it
+    cannot be, every row says why (as ``l3locator`` does)."""
 
     def __init__(self, logic, args) -> None:
         from L3LocatorLib.errors import L3LocatorError
@@ -195,39 +206,43 @@ class SceneLocator:
         except L3LocatorError as error:
             self.modelError = error
 
-    def __call__(self, scan, data=None):
+    def readAndLocate(self, step):
+        """The batch's step: read the scan (a scan needing more than ``--max-gb`` GB is
+        refused before reading; ``InputError`` with the command's message), then
+        ``step(scan, volume)``: this locator, or it followed by the composition
+        measurement on the same volume (``composition.cohort.with_composition``)."""
+        from L3LocatorLib.inputs import read_input
+        from L3LocatorLib.volume import GB
+
+        def readThenLocate(scan, data=None):
+            log.info("Loading %s", scan.path)
+            start = time.perf_counter()
+            volume = read_input(scan, max_bytes=self.args.max_gb * GB)
+            readSeconds = time.perf_counter() - start
+            result = step(scan, volume)
+            result.timings_s = {"read": readSeconds, **result.timings_s}
+            return result
+
+        return readThenLocate
+
+    def __call__(self, scan, volume):
+        import slicer
+
         from L3Locator import temporaryNodes
 
         with temporaryNodes():
-            log.info("Loading %s", scan.path)
-            start = time.perf_counter()
-            volumeNode = loadScan(scan, self.args.max_gb)
-            readSeconds = time.perf_counter() - start
+            volumeNode = slicer.util.addVolumeFromArray(volume.array, volume.ijk_to_ras,
+                                                        scan.stem)
             if self.modelError is not None:
                 raise self.modelError
             result = self.logic.locate(volumeNode, createPoint=self.args.save_scene is not None,
                                        model=self.model, device=self.args.device,
                                        views=self.args.views, jump=False,
                                        createTable=False)  # the row goes to the results file
-            result.timings_s = {"read": readSeconds, **result.timings_s}
             if self.args.save_scene is not None:
                 saveResult(volumeNode, self.logic.lastPointListNode, self.args.save_scene,
                            scan.stem, result)
             return result
-
-
-def loadScan(scan, maxGb: float):
-    """Read a scan (``inputs.ScanInput``) as ``l3locator`` does (``inputs.read_input``: a DICOM
-    series through the same slice-position checks, a scan needing more than ``maxGb`` GB
-    refused before reading) and add it to the scene from its voxel array. Raises
-    ``InputError`` with the command's message."""
-    import slicer
-
-    from L3LocatorLib.inputs import read_input
-    from L3LocatorLib.volume import GB
-
-    volume = read_input(scan, max_bytes=maxGb * GB)
-    return slicer.util.addVolumeFromArray(volume.array, volume.ijk_to_ras, scan.stem)
 
 
 def saveResult(volumeNode, pointListNode, folder: Path, stem: str, result) -> None:

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from ..batch import EXIT_STOPPED, EXIT_USAGE, BatchSummary, find_batch_scans, run_batch
+from ..composition.cohort import composition_options
+from ..composition.columns import COLUMNS
 from ..errors import L3LocatorError
 from ..inputs import ScanInput
 from ..results import ResultsFile
@@ -123,8 +125,7 @@ def _row_source(tasks: list[ScanTask], options: TaskOptions, session: Any,
                 read_ahead: int) -> Callable[[list[ScanInput]], Iterator[Row]]:
     by_key = {task.key: task for task in tasks}
 
-    def rows(todo: list[ScanInput]) -> Iterator[Row]:
-        chosen = [by_key[scan.key] for scan in todo]
+    def made(chosen: list[ScanTask]) -> Iterator[Row]:
         if session is None:
             yield from serial_rows(chosen, options, read_ahead)
             return
@@ -136,6 +137,13 @@ def _row_source(tasks: list[ScanTask], options: TaskOptions, session: Any,
                 yield run_task(task, options)
         yield from dask_rows(session, runnable, run_task, options, error_row=error_row)
 
+    def rows(todo: list[ScanInput]) -> Iterator[Row]:
+        # --composition: every row has its columns, empty where nothing was measured
+        # (skipped and unreadable series too), on stdout as in the results file.
+        empty = COLUMNS if options.composition is not None else ()
+        for row in made([by_key[scan.key] for scan in todo]):
+            yield {**row, **{name: None for name in empty if name not in row}}
+
     return rows
 
 
@@ -145,6 +153,7 @@ def run_cohort(args: argparse.Namespace, on_row: Callable[[Row], None]) -> tuple
         model=args.model, device=args.device, views=args.views, max_bytes=args.max_gb * GB,
         export_dir=str(args.export_slices) if args.export_slices else None,
         neighbours=args.neighbours, qa_dir=str(args.qa_dir) if args.qa_dir else None,
+        composition=composition_options(args),
     )
     try:
         if args.cluster:  # say what to install before anything is read or written
@@ -164,7 +173,7 @@ def run_cohort(args: argparse.Namespace, on_row: Callable[[Row], None]) -> tuple
             session = DaskSession(ClusterOptions(address=args.cluster, workers=args.workers))
         if args.output is not None:
             results = ResultsFile(args.output, resume=args.resume,
-                                  fields=row_fields(args.patient_ids))
+                                  fields=row_fields(args.patient_ids, args.composition))
         if results is not None and all(t.key in results.done for t in tasks):
             return 0, f"No scans to process: all {len(tasks)} are done in {args.output}."
         summary: BatchSummary = run_batch(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from argparse import Namespace
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -50,9 +51,13 @@ IDENTIFIER_FIELDS = ("patient_id", "patient_name", "accession_number", "study_da
 SERIES_MODES = ("best", "all")
 
 
-def row_fields(patient_ids: bool = False) -> tuple[str, ...]:
-    """The columns of a cohort results file."""
-    return ROW_FIELDS + COHORT_FIELDS + (IDENTIFIER_FIELDS if patient_ids else ())
+def row_fields(patient_ids: bool = False, composition: bool = False) -> tuple[str, ...]:
+    """The columns of a cohort results file (``--composition``: its columns last, as in
+    a plain ``locate`` run)."""
+    from ..composition.columns import COLUMNS
+
+    return (ROW_FIELDS + COHORT_FIELDS + (IDENTIFIER_FIELDS if patient_ids else ())
+            + (COLUMNS if composition else ()))
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,9 @@ class TaskOptions:
     export_dir: Optional[str] = None  #: write L3 slices here (see ``slice_export``)
     neighbours: int = 0  #: slices exported on each side of the L3 slice
     qa_dir: Optional[str] = None  #: write a QA picture per scan here
+    #: ``--composition`` and its options as (name, value) pairs
+    #: (``composition.cohort.composition_options``); None: not measured.
+    composition: Optional[tuple[tuple[str, Any], ...]] = None
 
 
 @dataclass
@@ -290,15 +298,12 @@ def run_task(task: ScanTask, options: TaskOptions,
         return skipped_row(task)
     if task.scan.problem:
         return error_row(task, task.scan.problem)
-    from ..locate import locate
-
     try:
         if volume is None:
             start = time.perf_counter()
             volume = read_task(task, options.max_bytes)
             read_s = time.perf_counter() - start
-        result = locate(volume, model=cached_model(options), device=options.device,
-                        views=options.views)
+        result = _locate_step(options)(task.scan, volume)
         if read_s is not None:
             result.timings_s = {"read": read_s, **result.timings_s}
     except Exception as error:  # one bad scan must not stop the batch
@@ -312,6 +317,22 @@ def run_task(task: ScanTask, options: TaskOptions,
     row = add_reason(_row(task, result=result, qa_png=qa_png), why_no_qa)
     row["exported"], why_not_exported = _export(task, volume, result, options)
     return add_reason(row, why_not_exported)
+
+
+def _locate_step(options: TaskOptions) -> Any:
+    """locate(scan, volume) -> L3Result; with ``--composition`` followed by the measurement
+    (the command's own hook: the same columns, ``comp_error`` when it fails)."""
+    from ..composition.cohort import with_composition
+    from ..locate import locate
+
+    def locate_scan(scan: ScanInput, volume: Volume) -> Any:
+        return locate(volume, model=cached_model(options), device=options.device,
+                      views=options.views)
+
+    if options.composition is None:
+        return locate_scan
+    return with_composition(locate_scan, Namespace(**dict(options.composition),
+                                                   qa_dir=options.qa_dir))
 
 
 def _export(task: ScanTask, volume: Volume, result: Any,

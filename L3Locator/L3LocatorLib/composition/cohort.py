@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 #: DICOM tags read for the measurement (SimpleITK keys).
 DICOM_TAGS = {"PatientSize": "0010|1020", "PatientWeight": "0010|1030",
               "PatientSex": "0010|0040", "ContrastBolusAgent": "0018|0010", "KVP": "0018|0060"}
+#: The options ``add_composition_arguments`` adds (argparse destinations).
+OPTION_NAMES = ("composition", "height_m", "sex", "weight_kg", "slice", "preset", "slab_mm",
+                "masks_dir")
 #: Label value of each tissue in the mask files.
 MASK_LABELS = {t: n for n, t in enumerate(TISSUES, 1)}
 
@@ -56,6 +59,15 @@ def add_composition_arguments(parser: argparse.ArgumentParser) -> None:
 def composition_fields(args: argparse.Namespace) -> tuple[str, ...]:
     """The extra results-file columns (none without ``--composition``)."""
     return COLUMNS if getattr(args, "composition", False) else ()
+
+
+def composition_options(args: argparse.Namespace) -> Optional[tuple[tuple[str, Any], ...]]:
+    """``--composition`` and its options as (name, value) pairs that travel to Dask workers
+    (``cohort.tasks.TaskOptions.composition``; paths as text); None without it."""
+    if not getattr(args, "composition", False):
+        return None
+    return tuple((name, str(value) if isinstance(value, Path) else value)
+                 for name, value in vars(args).items() if name in OPTION_NAMES)
 
 
 def read_dicom_tags(files: Any) -> dict[str, str]:
