@@ -75,6 +75,10 @@ THICK_EXCESS_MM = 4.0
 THICK_MAX_MM = 40.0
 #: Boundary smoothing around the body: circular median then mean, in rays.
 SMOOTH_MEDIAN_RAYS = 5
+#: The wall's thickness (outside the paraspinal sector) takes a wider median: a fat
+#: pocket (IMAT) at the wall's inner side ends the ray's wall early, a notch a few rays
+#: wide that would turn the pocket and the muscle behind it into VAT.
+THICK_MEDIAN_RAYS = 9
 SMOOTH_MEAN_RAYS = 3
 #: Paraspinal block, relative to the L3 body point (mm): behind it by at least
 #: ``PARASPINAL_BEHIND_MM``, within ``PARASPINAL_HALF_WIDTH_MM`` right or left.
@@ -87,6 +91,9 @@ PATIENT_AXES_MIN_RATIO = 1.15
 PATIENT_AXES_MAX_DEG = 30.0
 #: Fat enclosed by muscle after a closing of this radius (mm) is IMAT.
 ENVELOPE_CLOSE_MM = 3.0
+#: Fat wholly enclosed by the union of the muscle compartments (where wall, paraspinal
+#: block and psoas meet) is IMAT up to this area (cm^2); larger holes are not IMAT.
+ENCLOSED_FAT_MAX_CM2 = 3.0
 #: Psoas search: the elliptic window beside the body point (mm, lateral and A extents) and
 #: the opening (mm) that separates it from touching bowel (then grown back as far).
 PSOAS_LATERAL_MM = (5.0, 80.0)
@@ -411,7 +418,7 @@ def find_compartments(image: np.ndarray, spacing: tuple[float, float],
                       SMOOTH_MEAN_RAYS // 2, "mean")
     r_out = np.clip(r_skin - depth, 0.0, None)
     # The paraspinal sector keeps its own thickness (it ends at bone), unsmoothed across.
-    thick_s = _circular(_circular(thick, SMOOTH_MEDIAN_RAYS // 2, "median"),
+    thick_s = _circular(_circular(thick, THICK_MEDIAN_RAYS // 2, "median"),
                         SMOOTH_MEAN_RAYS // 2, "mean")
     thick = np.where(para, _circular(thick, SMOOTH_MEDIAN_RAYS // 2, "median"), thick_s)
     r_in = np.clip(r_out - np.clip(thick, 0.0, None), 0.0, None)
@@ -434,7 +441,7 @@ def find_compartments(image: np.ndarray, spacing: tuple[float, float],
     block = inside_wall & (aa > PARASPINAL_BEHIND_MM) & (np.abs(rr) < PARASPINAL_HALF_WIDTH_MM)
     block = _envelope(block & (smooth > FAT_HU[1]), (sp_r, sp_a)) & block
     psoas = _psoas(smooth, inside_wall & ~bone, rr, aa, (sp_r, sp_a))
-    muscle = (annulus | block | psoas) & ~bone
+    muscle = _enclosed(annulus | block | psoas, bod, (sp_r, sp_a)) & ~bone
     # Fat on the muscle compartment's rim lies across a boundary drawn to a pixel or so:
     # it belongs to the fat next to it (SAT outside the wall's middle, VAT inside), not to
     # IMAT, which is fat enclosed by muscle.
@@ -494,6 +501,26 @@ def _bbox(mask: np.ndarray, pad: int) -> Optional[tuple[slice, slice]]:
     cols = np.flatnonzero(mask.any(axis=0))
     return (slice(max(0, rows[0] - pad), rows[-1] + pad + 1),
             slice(max(0, cols[0] - pad), cols[-1] + pad + 1))
+
+
+def _enclosed(muscle: np.ndarray, body: np.ndarray, spacing: tuple[float, float]
+              ) -> np.ndarray:
+    """``muscle`` closed by ENVELOPE_CLOSE_MM with the small holes (< ENCLOSED_FAT_MAX_CM2)
+    it then encloses: fat where two compartments meet (a blob across the paraspinal
+    block's edge) is enclosed by muscle only in their union, and is IMAT like fat enclosed
+    by one of them."""
+    radius = (ENVELOPE_CLOSE_MM / spacing[0], ENVELOPE_CLOSE_MM / spacing[1])
+    closed = (muscle | ndimage.binary_closing(muscle, structure=_disk(radius))) & body
+    holes = body & ~closed
+    labels, n = ndimage.label(holes)
+    if n < 2:
+        return muscle
+    # Holes touching the box's border are outside; the largest hole is the visceral cavity.
+    sizes = ndimage.sum_labels(holes, labels, index=np.arange(1, n + 1))
+    small = sizes * spacing[0] * spacing[1] / 100.0 < ENCLOSED_FAT_MAX_CM2
+    border = np.unique(np.concatenate([labels[[0, -1], :].ravel(), labels[:, [0, -1]].ravel()]))
+    small[border[border > 0] - 1] = False
+    return muscle | np.concatenate([[False], small])[labels]
 
 
 def _envelope(soft: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
