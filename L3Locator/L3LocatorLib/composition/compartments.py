@@ -386,8 +386,8 @@ def find_compartments(image: np.ndarray, spacing: tuple[float, float],
     turn = patient_axes(bod, (sp_r, sp_a))
     u = np.array([np.cos(turn), np.sin(turn)])
     v = np.array([-np.sin(turn), np.cos(turn)])
-    end_r = (dr * np.nan_to_num(r_outer) - (point[0] - centre[0]) * sp_r)
-    end_a = (da * np.nan_to_num(r_outer) - (point[1] - centre[1]) * sp_a)
+    end_r = dr * np.nan_to_num(r_outer) - (point[0] - centre[0]) * sp_r
+    end_a = da * np.nan_to_num(r_outer) - (point[1] - centre[1]) * sp_a
     para = ((end_r * v[0] + end_a * v[1]) > 0.0) & (np.abs(end_r * u[0] + end_a * u[1]) < 110.0)
 
     # ---- gaps in the wall: fat running much deeper than the neighbours'
@@ -511,15 +511,13 @@ def _enclosed(muscle: np.ndarray, body: np.ndarray, spacing: tuple[float, float]
     by one of them."""
     radius = (ENVELOPE_CLOSE_MM / spacing[0], ENVELOPE_CLOSE_MM / spacing[1])
     closed = (muscle | ndimage.binary_closing(muscle, structure=_disk(radius))) & body
-    holes = body & ~closed
+    holes = ndimage.binary_fill_holes(closed) & ~closed
     labels, n = ndimage.label(holes)
-    if n < 2:
+    if n == 0:
         return muscle
-    # Holes touching the box's border are outside; the largest hole is the visceral cavity.
+    # The largest hole, the visceral cavity inside the wall, is far above the limit.
     sizes = ndimage.sum_labels(holes, labels, index=np.arange(1, n + 1))
     small = sizes * spacing[0] * spacing[1] / 100.0 < ENCLOSED_FAT_MAX_CM2
-    border = np.unique(np.concatenate([labels[[0, -1], :].ravel(), labels[:, [0, -1]].ravel()]))
-    small[border[border > 0] - 1] = False
     return muscle | np.concatenate([[False], small])[labels]
 
 
