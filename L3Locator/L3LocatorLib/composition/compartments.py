@@ -18,7 +18,9 @@ compartment is IMAT and ascites or bowel are never muscle.
    Both boundaries are smoothed around the body.
 3. **Psoas and paraspinal compartments** from the L3 body point (RAS): the paraspinal
    block behind the vertebra, inside the wall; the psoas as the soft-tissue pieces beside
-   the vertebral body.
+   the vertebral body. Both are placed in the patient's own axes in the slice (the
+   principal axes of the body outline, ``patient_axes``), not the image's, so that a
+   patient lying turned gets the same compartments.
 4. **Visceral cavity**: inside the wall, minus muscle compartments and bone.
 """
 
@@ -73,13 +75,25 @@ THICK_EXCESS_MM = 4.0
 THICK_MAX_MM = 40.0
 #: Boundary smoothing around the body: circular median then mean, in rays.
 SMOOTH_MEDIAN_RAYS = 5
+#: The wall's thickness (outside the paraspinal sector) takes a wider median: a fat
+#: pocket (IMAT) at the wall's inner side ends the ray's wall early, a notch a few rays
+#: wide that would turn the pocket and the muscle behind it into VAT.
+THICK_MEDIAN_RAYS = 9
 SMOOTH_MEAN_RAYS = 3
 #: Paraspinal block, relative to the L3 body point (mm): behind it by at least
 #: ``PARASPINAL_BEHIND_MM``, within ``PARASPINAL_HALF_WIDTH_MM`` right or left.
 PARASPINAL_BEHIND_MM = 15.0
 PARASPINAL_HALF_WIDTH_MM = 55.0
+#: Patient axes in the slice: the body outline's long axis is the patient's right-left
+#: axis when its axes' length ratio is at least PATIENT_AXES_MIN_RATIO (a near-round
+#: outline has no reliable axis: the image axes are kept); the turn is capped (degrees).
+PATIENT_AXES_MIN_RATIO = 1.15
+PATIENT_AXES_MAX_DEG = 30.0
 #: Fat enclosed by muscle after a closing of this radius (mm) is IMAT.
 ENVELOPE_CLOSE_MM = 3.0
+#: Fat wholly enclosed by the union of the muscle compartments (where wall, paraspinal
+#: block and psoas meet) is IMAT up to this area (cm^2); larger holes are not IMAT.
+ENCLOSED_FAT_MAX_CM2 = 3.0
 #: Psoas search: the elliptic window beside the body point (mm, lateral and A extents) and
 #: the opening (mm) that separates it from touching bowel (then grown back as far).
 PSOAS_LATERAL_MM = (5.0, 80.0)
@@ -102,6 +116,8 @@ class Compartments:
     inside the wall. ``wall_outer``/``wall_inner`` are (n, 2) pixel polygons (r, a) of the
     smoothed wall boundaries, for pictures. ``bridged_deg``: degrees of the circumference
     where the wall was bridged; ``clamped_deg``: where its thickness was clamped.
+    ``turn_deg``: how far the patient's axes used for psoas and paraspinals are turned
+    from the image's (``patient_axes``).
     """
 
     body: np.ndarray
@@ -113,6 +129,7 @@ class Compartments:
     arms_cm2: float = 0.0
     bridged_deg: float = 0.0
     clamped_deg: float = 0.0
+    turn_deg: float = 0.0  #: the patient's right-left axis from the image's r axis (towards a)
     centre_px: tuple[float, float] = (0.0, 0.0)
     body_point_px: Optional[tuple[float, float]] = None  #: the vertebral body point used
     wall_outer: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
@@ -364,10 +381,14 @@ def find_compartments(image: np.ndarray, spacing: tuple[float, float],
     skin_a = np.round(centre[1] + a0 + da * r_skin / sp_a).astype(int)
     off_view = cut[np.clip(skin_r, 0, image.shape[0] - 1), np.clip(skin_a, 0, image.shape[1] - 1)]
 
-    # ---- paraspinal sector: rays whose wall starts behind the vertebral body
-    end_r = centre[0] + dr * np.nan_to_num(r_outer) / sp_r
-    end_a = centre[1] + da * np.nan_to_num(r_outer) / sp_a
-    para = ((end_a - point[1]) * sp_a > 0.0) & (np.abs(end_r - point[0]) * sp_r < 110.0)
+    # ---- paraspinal sector: rays whose wall starts behind the vertebral body, in the
+    # patient's axes (lateral unit vector u, posterior unit vector v, both in (r, a) mm)
+    turn = patient_axes(bod, (sp_r, sp_a))
+    u = np.array([np.cos(turn), np.sin(turn)])
+    v = np.array([-np.sin(turn), np.cos(turn)])
+    end_r = dr * np.nan_to_num(r_outer) - (point[0] - centre[0]) * sp_r
+    end_a = da * np.nan_to_num(r_outer) - (point[1] - centre[1]) * sp_a
+    para = ((end_r * v[0] + end_a * v[1]) > 0.0) & (np.abs(end_r * u[0] + end_a * u[1]) < 110.0)
 
     # ---- gaps in the wall: fat running much deeper than the neighbours'
     depth = r_skin - r_outer
@@ -397,7 +418,7 @@ def find_compartments(image: np.ndarray, spacing: tuple[float, float],
                       SMOOTH_MEAN_RAYS // 2, "mean")
     r_out = np.clip(r_skin - depth, 0.0, None)
     # The paraspinal sector keeps its own thickness (it ends at bone), unsmoothed across.
-    thick_s = _circular(_circular(thick, SMOOTH_MEDIAN_RAYS // 2, "median"),
+    thick_s = _circular(_circular(thick, THICK_MEDIAN_RAYS // 2, "median"),
                         SMOOTH_MEAN_RAYS // 2, "mean")
     thick = np.where(para, _circular(thick, SMOOTH_MEDIAN_RAYS // 2, "median"), thick_s)
     r_in = np.clip(r_out - np.clip(thick, 0.0, None), 0.0, None)
@@ -412,12 +433,15 @@ def find_compartments(image: np.ndarray, spacing: tuple[float, float],
     annulus = inside_wall & (rho > wall_in)
 
     # ---- paraspinal block and psoas, from the body point
-    rr = (np.arange(bod.shape[0]) - point[0])[:, None] * sp_r  # + towards patient left
-    aa = (np.arange(bod.shape[1]) - point[1])[None, :] * sp_a  # + towards posterior
+    # Offsets (mm) from the body point along the patient's axes: + left, + posterior.
+    off_r = ((np.arange(bod.shape[0]) - point[0]) * sp_r).astype(np.float32)[:, None]
+    off_a = ((np.arange(bod.shape[1]) - point[1]) * sp_a).astype(np.float32)[None, :]
+    rr = off_r * np.float32(u[0]) + off_a * np.float32(u[1])
+    aa = off_r * np.float32(v[0]) + off_a * np.float32(v[1])
     block = inside_wall & (aa > PARASPINAL_BEHIND_MM) & (np.abs(rr) < PARASPINAL_HALF_WIDTH_MM)
     block = _envelope(block & (smooth > FAT_HU[1]), (sp_r, sp_a)) & block
     psoas = _psoas(smooth, inside_wall & ~bone, rr, aa, (sp_r, sp_a))
-    muscle = (annulus | block | psoas) & ~bone
+    muscle = _enclosed(annulus | block | psoas, bod, (sp_r, sp_a)) & ~bone
     # Fat on the muscle compartment's rim lies across a boundary drawn to a pixel or so:
     # it belongs to the fat next to it (SAT outside the wall's middle, VAT inside), not to
     # IMAT, which is fat enclosed by muscle.
@@ -446,9 +470,27 @@ def find_compartments(image: np.ndarray, spacing: tuple[float, float],
         bone=full(bone), truncated=truncated, arms_cm2=arms_cm2,
         bridged_deg=float(np.count_nonzero(gap)) * 360.0 / N_RAYS,
         clamped_deg=float(np.count_nonzero(too_thick)) * 360.0 / N_RAYS,
+        turn_deg=float(np.degrees(turn)),
         centre_px=(float(centre[0] + r0), float(centre[1] + a0)),
         body_point_px=(float(point[0] + r0), float(point[1] + a0)),
         wall_outer=polygon(r_out), wall_inner=polygon(r_in), notes=notes)
+
+
+def patient_axes(body: np.ndarray, spacing: tuple[float, float]) -> float:
+    """How far (radians, from the image's r axis towards a) the patient's right-left axis
+    is turned in this slice: the long principal axis of the body outline (in mm). 0 when
+    the outline is nearly round (no reliable axis); capped at +/- PATIENT_AXES_MAX_DEG."""
+    rows, cols = np.nonzero(body)
+    if rows.size < 3:
+        return 0.0
+    points = np.stack([rows * spacing[0], cols * spacing[1]]).astype(float)
+    values, vectors = np.linalg.eigh(np.cov(points))
+    if values[0] <= 0 or np.sqrt(values[1] / values[0]) < PATIENT_AXES_MIN_RATIO:
+        return 0.0
+    long_axis = vectors[:, 1] if vectors[0, 1] >= 0 else -vectors[:, 1]
+    turn = float(np.arctan2(long_axis[1], long_axis[0]))
+    return float(np.clip(turn, -np.radians(PATIENT_AXES_MAX_DEG),
+                         np.radians(PATIENT_AXES_MAX_DEG)))
 
 
 def _bbox(mask: np.ndarray, pad: int) -> Optional[tuple[slice, slice]]:
@@ -459,6 +501,24 @@ def _bbox(mask: np.ndarray, pad: int) -> Optional[tuple[slice, slice]]:
     cols = np.flatnonzero(mask.any(axis=0))
     return (slice(max(0, rows[0] - pad), rows[-1] + pad + 1),
             slice(max(0, cols[0] - pad), cols[-1] + pad + 1))
+
+
+def _enclosed(muscle: np.ndarray, body: np.ndarray, spacing: tuple[float, float]
+              ) -> np.ndarray:
+    """``muscle`` closed by ENVELOPE_CLOSE_MM with the small holes (< ENCLOSED_FAT_MAX_CM2)
+    it then encloses: fat where two compartments meet (a blob across the paraspinal
+    block's edge) is enclosed by muscle only in their union, and is IMAT like fat enclosed
+    by one of them."""
+    radius = (ENVELOPE_CLOSE_MM / spacing[0], ENVELOPE_CLOSE_MM / spacing[1])
+    closed = (muscle | ndimage.binary_closing(muscle, structure=_disk(radius))) & body
+    holes = ndimage.binary_fill_holes(closed) & ~closed
+    labels, n = ndimage.label(holes)
+    if n == 0:
+        return muscle
+    # The largest hole, the visceral cavity inside the wall, is far above the limit.
+    sizes = ndimage.sum_labels(holes, labels, index=np.arange(1, n + 1))
+    small = sizes * spacing[0] * spacing[1] / 100.0 < ENCLOSED_FAT_MAX_CM2
+    return muscle | np.concatenate([[False], small])[labels]
 
 
 def _envelope(soft: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
