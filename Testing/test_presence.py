@@ -136,13 +136,13 @@ def test_an_unsure_answer_near_a_scan_edge_stands_only_with_the_second_readers_c
     model = _model_with(tmp_path, threshold=threshold, flag_threshold=0.05)
     l3_s = truth.l3_landmark_ras[2]
 
-    monkeypatch.setattr(locate_module, "safe_read", lambda v, p: SecondReading(
+    monkeypatch.setattr(locate_module, "safe_read", lambda v, p, g: SecondReading(
         CANNOT_COUNT, "The vertebrae could not be counted."))
     lone = locate(cut, model=model)
     assert lone.status == "not_found" and lone.presence == ABSENT
     assert lone.candidate_s_mm is not None  # still offered as a place to look
 
-    monkeypatch.setattr(locate_module, "safe_read", lambda v, p: SecondReading(
+    monkeypatch.setattr(locate_module, "safe_read", lambda v, p, g: SecondReading(
         COUNTED, "Counted down from the last rib.", anchors=["last rib"],
         l3_from_ribs_s_mm=[l3_s - 20.0, l3_s + 12.0]))
     counted = locate(cut, model=model)
@@ -152,7 +152,7 @@ def test_an_unsure_answer_near_a_scan_edge_stands_only_with_the_second_readers_c
     assert "second reader agrees" in counted.message
 
     # A count that puts L3 one vertebra higher does not confirm it (and is said)
-    monkeypatch.setattr(locate_module, "safe_read", lambda v, p: SecondReading(
+    monkeypatch.setattr(locate_module, "safe_read", lambda v, p, g: SecondReading(
         COUNTED, "Counted down from the last rib.", anchors=["last rib"],
         l3_from_ribs_s_mm=[l3_s + 20.0, l3_s + 52.0]))
     other = locate(cut, model=model)

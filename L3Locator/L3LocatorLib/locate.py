@@ -17,11 +17,12 @@ from .counting import count_levels
 from .decode import LevelDecoding, RowPrediction, decode_prediction, subpixel_peak
 from .errors import InputError
 from .network import LoadedModel, load_model, predict_views
+from .patient_grid import to_patient_grid
 from .presence import ABSENT, UNSURE, PresenceDecision, decide
 from .projection import ProjectionGeometry, Projections, project
 from .real_slice import in_real_slices
 from .result import STATUS_NOT_FOUND, STATUS_OK, Evidence, L3Result, ViewResult
-from .review import ReviewPolicy, edge_reasons, level_spacing_mm, review_reasons
+from .review import ReviewPolicy, edge_limit_mm, edge_reasons, review_reasons
 from .second_reader import SecondReading, confirming_anchors, safe_read, second_read
 from .volume import Volume
 
@@ -68,7 +69,10 @@ def locate(
     wanted = "fused" if views == "both" else views
 
     start = time.perf_counter()
-    projections = project(volume, loaded.preprocess)
+    # One patient-axes grid for the projections and the second reader (an oblique CT is
+    # resampled to make it).
+    grid = to_patient_grid(volume, loaded.preprocess)
+    projections = project(volume, loaded.preprocess, grid)
     timed("project", start)
 
     start = time.perf_counter()
@@ -91,7 +95,7 @@ def locate(
     # network: an answer it confirms needs no check for the anchor it counted from, and a
     # low-confidence answer near a scan edge stands only with its confirmation.
     start = time.perf_counter()
-    reading = safe_read(volume, projections)
+    reading = safe_read(volume, projections, grid)
     timed("second_reader", start)
 
     start = time.perf_counter()
@@ -177,13 +181,10 @@ def _assemble(prediction: RowPrediction, projections: Projections, wanted: str,
 
 def _near_edge(row: float, decoding: LevelDecoding, geometry: ProjectionGeometry,
                answer: str) -> bool:
-    """Whether ``row`` lies less than one vertebra (the distance to its found neighbours,
-    else ``ReviewPolicy.default_spacing_mm``) from the top or bottom row of the scan."""
-    policy = ReviewPolicy()
-    spacing = level_spacing_mm(decoding.rows, decoding.levels, answer,
-                               geometry.pixel_mm, policy.default_spacing_mm)
+    """Whether ``row`` lies closer to the top or bottom row of the scan than
+    ``review.edge_limit_mm`` (about one vertebra)."""
     edge_mm = min(row, geometry.n_rows - 1 - row) * geometry.pixel_mm
-    return edge_mm < policy.edge_levels * spacing
+    return edge_mm < edge_limit_mm(decoding, answer, geometry.pixel_mm)
 
 
 def _add_candidate(result: L3Result, prediction: RowPrediction, projections: Projections,

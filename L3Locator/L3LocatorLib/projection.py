@@ -195,15 +195,18 @@ def resample_rows_cols(
     return out
 
 
-def project(volume: Volume, config: PreprocessConfig | None = None) -> Projections:
+def project(volume: Volume, config: PreprocessConfig | None = None,
+            grid: PatientGrid | None = None) -> Projections:
     """Frontal and restricted sagittal MIPs (HU) of a CT at ``config.pixel_mm``.
 
     Rows cover the whole superior-inferior extent of the scan (never cropped);
     columns are ``config.width_px`` wide, centred on the spine (frontal) or with
     the spine at ``config.sagittal_spine_fraction`` of the width (sagittal).
+    ``grid``: the volume already on patient axes (``to_patient_grid(volume, config)``),
+    when the caller needs it too; else it is made here.
     """
     config = config or PreprocessConfig()
-    grid = to_patient_grid(volume, config)
+    grid = grid if grid is not None else to_patient_grid(volume, config)
     array = grid.array
     if not np.issubdtype(array.dtype, np.floating) or np.isfinite(array).all():
         clean = array

@@ -70,6 +70,16 @@ def level_spacing_mm(rows: dict[str, float], levels: Sequence[str], answer: str,
     return min(gaps) if gaps else default_mm
 
 
+def edge_limit_mm(decoding: LevelDecoding, answer: str, pixel_mm: float,
+                  policy: Optional[ReviewPolicy] = None) -> float:
+    """How close (mm) the ``answer`` level of ``decoding`` may come to a scan edge before it
+    could only be counted from one end of the spine: ``policy.edge_levels`` times the
+    distance to its found neighbours (``level_spacing_mm``)."""
+    policy = policy or ReviewPolicy()
+    return policy.edge_levels * level_spacing_mm(decoding.rows, decoding.levels, answer,
+                                                 pixel_mm, policy.default_spacing_mm)
+
+
 def views_apart_mm(row: float, view_rows: dict[str, float], pixel_mm: float,
                    policy: ReviewPolicy = ReviewPolicy()) -> dict[str, float]:
     """The single views whose own peak row lies farther than
@@ -134,7 +144,7 @@ def review_reasons(
     row = found.row if found.row is not None else unsure_row
     if row is None:
         return []
-    confidence, rows = found.confidence, decoding.rows
+    confidence = found.confidence
     reasons = []
     if confidence < threshold:
         reasons.append(
@@ -146,10 +156,8 @@ def review_reasons(
             f"The model is not sure ({confidence:.2f}, just above its cut-off of "
             f"{threshold:.2f})."
         )
-    spacing = level_spacing_mm(rows, decoding.levels, answer, pixel_mm,
-                               policy.default_spacing_mm)
-    reasons += edge_reasons(row, n_rows, pixel_mm, policy.edge_levels * spacing, answer,
-                            confirmed)
+    reasons += edge_reasons(row, n_rows, pixel_mm,
+                            edge_limit_mm(decoding, answer, pixel_mm, policy), answer, confirmed)
     if decoding.atypical:
         reasons.append(decoding.atypical)
     # The views disagreeing on the count asks for a count; a count up from the sacrum (the

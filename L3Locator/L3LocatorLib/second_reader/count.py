@@ -237,11 +237,12 @@ def against_network(reading: SecondReading, s_mm: Optional[float],
     return words, reasons
 
 
-def safe_read(volume: Volume, projections: Projections) -> SecondReading:
+def safe_read(volume: Volume, projections: Projections,
+              grid: Optional[PatientGrid] = None) -> SecondReading:
     """:func:`read_spine` that never raises: a failure is a "cannot_count" reading (the
     second opinion must never cost the first)."""
     try:
-        return read_spine(volume, projections)
+        return read_spine(volume, projections, grid=grid)
     except Exception:  # noqa: BLE001
         log.warning("The second reader failed on this scan.", exc_info=True)
         return SecondReading(CANNOT_COUNT, "The vertebrae could not be counted: the "
