@@ -38,7 +38,15 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from real_ct import PATIENTS, cases_for, crop_s, degraded, load_patient, sweep_cases
+from real_ct import (
+    PATIENTS,
+    cases_for,
+    crop_s,
+    degraded,
+    load_patient,
+    slice_s,
+    sweep_cases,
+)
 
 from L3LocatorLib.locate import locate
 from L3LocatorLib.network import load_model
@@ -109,9 +117,7 @@ def render_cases(model, data: Path, n: int) -> list[dict]:
         if l3 is None:
             continue
         extent = [float(l3.bottom_s_mm), float(l3.top_s_mm)]
-        s = volume.ijk_to_ras_points(np.stack([np.zeros(volume.array.shape[0]),
-                                               np.zeros(volume.array.shape[0]),
-                                               np.arange(volume.array.shape[0])], 1))[:, 2]
+        s = slice_s(volume)
         inside = (s >= extent[0]) & (s <= extent[1])
         expected: Optional[bool] = bool(truth.l3_in_fov) if inside.any() else False
         if inside.any() and not (s.min() < extent[0] and s.max() > extent[1]):
