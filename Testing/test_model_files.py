@@ -265,12 +265,7 @@ def test_item9_a_member_claiming_32_gib_is_refused_before_it_is_read(shipped_cop
         load_model(shipped_copy, device="cpu")
     assert member[:-4] in str(info.value) and str(32 * 2**30) in str(info.value)
     # The command gives the scan its row (it used to end in a MemoryError traceback).
-    scan, _ = phantom_files["chest"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "L3LocatorLib.cli", "locate", str(scan), "--model",
-         str(shipped_copy)], capture_output=True, encoding="utf-8", errors="replace",
-        timeout=300)
-    row = json.loads(proc.stdout.splitlines()[-1])
+    proc, row = _locate_with(shipped_copy, phantom_files["chest"][0])
     assert proc.returncode == 1 and row["status"] == "error" and member[:-4] in row["message"]
     assert "Traceback" not in proc.stderr
 
@@ -377,18 +372,22 @@ def test_item9_an_architecture_too_large_to_build_is_refused(shipped_copy, arch,
         read_metadata(shipped_copy)
 
 
+def _locate_with(model_json, scan):
+    """``l3locator locate scan --model model_json`` in a subprocess: (the process, its row)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "L3LocatorLib.cli", "locate", str(scan), "--model",
+         str(model_json)], capture_output=True, encoding="utf-8", errors="replace",
+        timeout=300)
+    return proc, json.loads(proc.stdout.splitlines()[-1])
+
+
 def test_item9_an_absurd_setting_is_a_model_error_row_not_not_found(shipped_copy, phantom_files):
     """A 1e-9 mm slab used to answer every scan not_found; now every row says the model
     is at fault."""
     meta = json.loads(shipped_copy.read_text())
     meta["preprocess"]["slab_mm"] = 1e-9
     shipped_copy.write_text(json.dumps(meta))
-    scan, _ = phantom_files["with_l3"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "L3LocatorLib.cli", "locate", str(scan), "--model",
-         str(shipped_copy)], capture_output=True, encoding="utf-8", errors="replace",
-        timeout=300)
-    row = json.loads(proc.stdout.splitlines()[-1])
+    proc, row = _locate_with(shipped_copy, phantom_files["with_l3"][0])
     assert proc.returncode == 1 and row["status"] == "error"
     assert "slab_mm is 1e-09" in row["message"] and "model" in row["message"]
 
